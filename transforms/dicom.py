@@ -202,7 +202,10 @@ def age_at_exam(ds: Dataset) -> Optional[int]:
 def _is_synthetic(ds: Dataset) -> bool:
     try:
         block = ds.private_block(codes.SYNTHETIC_PRIVATE_GROUP, codes.SYNTHETIC_PRIVATE_CREATOR)
-        return str(block[codes.SYNTHETIC_MARKER_ELEMENT].value) == codes.SYNTHETIC_MARKER_VALUE
+        value = block[codes.SYNTHETIC_MARKER_ELEMENT].value
+        if isinstance(value, bytes):  # implicit VR: private values arrive as UN bytes
+            value = value.decode("ascii", "replace")
+        return str(value).strip(" \x00") == codes.SYNTHETIC_MARKER_VALUE
     except (KeyError, ValueError, Exception):
         return False
 

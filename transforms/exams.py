@@ -113,9 +113,12 @@ class AssembleExams(beam.PTransform):
         return (scores
                 | "KeyByExam" >> beam.Map(lambda s: (s.record.exam_id, s))
                 | "GroupByExam" >> beam.GroupByKey()
-                | "Aggregate" >> beam.MapTuple(
-                    lambda exam_id, group, policy: aggregate_exam(exam_id, group, policy),
-                    policy=beam.pvalue.AsSingleton(self.policy)))
+                | "Aggregate" >> beam.Map(_aggregate_group, beam.pvalue.AsSingleton(self.policy)))
+
+
+def _aggregate_group(keyed, policy: ExamPolicy) -> ExamResult:
+    exam_id, group = keyed
+    return aggregate_exam(exam_id, group, policy)
 
 
 def load_policy(thresholds_path: str, scope_path: str, aggregation: str) -> ExamPolicy:
