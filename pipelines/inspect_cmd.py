@@ -51,33 +51,53 @@ def _preview_path(base: str, index: int, count: int) -> str:
     return f"{stem}-{index}{ext or '.png'}"
 
 
+def _read(path: str, options, pseudonymizer) -> tuple[bytes, HeaderResult]:
+    size = os.path.getsize(path)
+    data = Path(path).read_bytes() if size <= options.max_file_bytes else b""
+    return data, read_header(data, path, pseudonymizer, options, file_size=size)
+
+
 def run(args: argparse.Namespace) -> int:
     options = reader_options_from(args)
     pseudonymizer = pseudonymizer_from(args)
+    # As `score` decides: the first file by path holding a SOP instance is scored, others are DUPLICATE.
+    first_holder: dict[str, str] = {}
+    for path in sorted(args.files):
+        try:
+            result = _read(path, options, pseudonymizer)[1]
+        except OSError:
+            continue
+        if result.accepted and result.record.sop_instance_uid:
+            first_holder.setdefault(result.record.sop_instance_uid, path)
     failures = 0
     for index, path in enumerate(args.files):
         try:
-            data = Path(path).read_bytes() if os.path.getsize(path) <= options.max_file_bytes else b""
-            result = read_header(data, path, pseudonymizer, options, file_size=os.path.getsize(path))
+            data, result = _read(path, options, pseudonymizer)
         except OSError as e:
             print(json.dumps({"path": path, "accepted": False, "reason": "SOURCE_NOT_FOUND",
                               "detail": e.strerror}))
             failures += 1
             continue
         line = describe(result, path)
-        if args.preview and result.accepted:
+        holder = first_holder.get(result.record.sop_instance_uid or "", path)
+        if result.accepted and holder != path:
+            line.update(accepted=False, reason="DUPLICATE", detail=f"SOP instance also held by {holder}")
+        if line["accepted"]:
+            # Decoding is part of the answer: a file can pass its header and fail on its pixels.
             from mammobeam.transforms.preprocess_step import preprocess_bytes, spec_from_size
             outcome = preprocess_bytes(data, result.record, spec_from_size(args.image_size))
             if outcome.rejection is not None:
                 line.update(accepted=False, reason=str(outcome.rejection.reason),
                             detail=outcome.rejection.detail)
             else:
-                from mammobeam.transforms.pixels import to_display_png
-                out = _preview_path(args.preview, index, len(args.files))
-                to_display_png(outcome.image, out)
-                line.update(preview=out, flip_applied=outcome.image.flip_applied,
+                line.update(flip_applied=outcome.image.flip_applied,
                             orientation_check=outcome.image.orientation_check,
                             preprocessing_version=outcome.image.preprocessing_version)
+                if args.preview:
+                    from mammobeam.transforms.pixels import to_display_png
+                    out = _preview_path(args.preview, index, len(args.files))
+                    to_display_png(outcome.image, out)
+                    line["preview"] = out
         print(json.dumps(line))
     sys.stdout.flush()
     return 1 if failures else 0
