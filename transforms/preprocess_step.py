@@ -18,6 +18,9 @@ from mammobeam.schemas.reasons import Reason, Stage
 from mammobeam.schemas.records import ImageRecord, PreprocessedImage, Rejection
 
 
+_PIXEL_TAG_LE, _PIXEL_TAG_BE = b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10"
+
+
 @dataclasses.dataclass(frozen=True)
 class PreprocessOutcome:
     image: Optional[PreprocessedImage] = None
@@ -42,6 +45,10 @@ def preprocess_bytes(data: bytes, record: ImageRecord, spec, threads: int = 1) -
             record, Reason.TRUNCATED if isinstance(e, EOFError) else Reason.DECODE_FAILED,
             Stage.DECODE, f"dataset unreadable: {type(e).__name__}"))
     if "PixelData" not in ds:
+        # pydicom drops an element cut short by the end of the file: tell that from a missing one.
+        if _PIXEL_TAG_LE in data or _PIXEL_TAG_BE in data:
+            return PreprocessOutcome(rejection=Rejection.of(record, Reason.TRUNCATED, Stage.DECODE,
+                                                            "file ends inside its pixel data"))
         return PreprocessOutcome(rejection=Rejection.of(record, Reason.EMPTY_IMAGE, Stage.DECODE,
                                                         "no PixelData element"))
     try:
