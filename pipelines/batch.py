@@ -39,7 +39,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from mammobeam.pipelines.options import add_reader_arguments, pseudonymizer_from, reader_options_from
 from mammobeam.pipelines.progress import Progress
-from mammobeam.pipelines.tables_io import (RUNS_DIR, ParquetDataset, exam_row, image_row, rejection_row,
+from mammobeam.pipelines.tables_io import (RUNS_DIR, exam_row, image_row, open_output, rejection_row,
                                            utcnow)
 from mammobeam.schemas.reasons import Reason, Stage
 from mammobeam.schemas.records import Rejection
@@ -65,7 +65,9 @@ class StartupError(RuntimeError):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input", action="append", required=True, metavar="PATTERN",
                         help="file pattern on any Beam filesystem (repeatable), e.g. 'archive/**.dcm'")
-    parser.add_argument("--output", required=True, help="output folder for the Parquet tables")
+    parser.add_argument("--output", required=True,
+                        help="Parquet folder for the tables, or bq://PROJECT.DATASET")
+    parser.add_argument("--state-dir", help="folder for run manifests (default: --output; required for bq://)")
     add_model_arguments(parser)
     parser.add_argument("--chunk-exams", type=int, default=25,
                         help="exams per commit unit (default 25)")
@@ -322,16 +324,16 @@ class _CommitChunkFn(beam.DoFn):
         self.chunk_files, self.total_files = chunk_files, total_files
 
     def setup(self):
-        self.dataset = ParquetDataset(self.output)
+        self.dataset = open_output(self.output)
         self.commits = 0
         self.kill_after = int(os.environ.get(KILL_AFTER_COMMITS_ENV, "0") or 0)
 
     def process(self, element):
         chunk_id, grouped = element
         at = utcnow()
-        rows = {"images": [image_row(s, self.run_id, at) for s in grouped["images"]],
-                "exams": [exam_row(e, self.run_id, at) for e in grouped["exams"]],
-                "rejections": [rejection_row(r, self.run_id, at) for r in grouped["rejections"]]}
+        rows = {"images": [image_row(s, self.run_id, at, chunk_id) for s in grouped["images"]],
+                "exams": [exam_row(e, self.run_id, at, chunk_id) for e in grouped["exams"]],
+                "rejections": [rejection_row(r, self.run_id, at, chunk_id) for r in grouped["rejections"]]}
         files = len(rows["images"]) + len(rows["rejections"])
         expected = self.chunk_files.get(chunk_id)
         if expected is not None and files != expected:
@@ -405,34 +407,23 @@ class RunSummary:
         return out
 
 
-def summarise(output: str, run_id: str, files_seen: int, seconds: float) -> RunSummary:
+def summarise(dataset, output: str, run_id: str, files_seen: int, seconds: float) -> RunSummary:
     """Counts read back from the committed tables, not from memory: what a reader will see."""
-    import duckdb
-    from mammobeam.pipelines.tables_io import read_table_sql
-
-    con = duckdb.connect()
-    def count(sql):
-        return con.execute(sql).fetchall()
-    images = read_table_sql(output, "images")
-    exams = read_table_sql(output, "exams")
-    rejections = read_table_sql(output, "rejections")
-    scored = count(f"SELECT count(*) FROM {images} WHERE run_id = ?".replace("?", f"'{run_id}'"))[0][0] if images else 0
-    by_reason = dict(count(f"SELECT reason, count(*) FROM {rejections} WHERE run_id = '{run_id}' "
-                           "GROUP BY reason")) if rejections else {}
-    status = dict(count(f"SELECT status, count(*) FROM {exams} WHERE run_id = '{run_id}' "
-                        "GROUP BY status")) if exams else {}
+    scored, by_reason, status = dataset.run_counts(run_id)
     return RunSummary(run_id, output, files_seen, scored, by_reason, status.get("COMPLETE", 0),
                       status.get("INCOMPLETE", 0), seconds)
 
 
 def score_archive(args: argparse.Namespace) -> RunSummary:
     started = time.monotonic()
-    output = Path(args.output)
+    if args.output.startswith("bq://") and not args.state_dir:
+        raise StartupError("--output bq://... needs --state-dir (a folder for run manifests, for --resume)")
+    output = Path(args.state_dir or args.output)  # run state: manifests and commit bookkeeping
     options = reader_options_from(args)
     pseudonymizer = pseudonymizer_from(args)
     setup = build_scoring(args)
     output.mkdir(parents=True, exist_ok=True)
-    dataset = ParquetDataset(output)
+    dataset = open_output(args.output)
     progress = Progress(enabled=not args.quiet)
 
     run_id = find_resumable_run(output, args.input) if args.resume else None
@@ -492,7 +483,7 @@ def score_archive(args: argparse.Namespace) -> RunSummary:
         chunk_of_exam = {e.exam_id: e.chunk_id for e in wave_entries if e.exam_id}
         chunk_files = collections.Counter(e.chunk_id for e in wave_entries)
         with beam.Pipeline(options=pipeline_options(getattr(args, "pipeline_args", []))) as pipeline:
-            build_wave(pipeline, tasks, setup, options, pseudonymizer, str(output), run_id, chunk_of_uri,
+            build_wave(pipeline, tasks, setup, options, pseudonymizer, args.output, run_id, chunk_of_uri,
                        chunk_of_exam, dict(chunk_files), len(entries), args.threads)
         progress.advance(len(wave_entries))
     progress.finish()
@@ -503,7 +494,7 @@ def score_archive(args: argparse.Namespace) -> RunSummary:
     body = json.loads((output / RUNS_DIR / run_id / "run.json").read_text())
     body.update(status="finished", finished_at=utcnow().isoformat())
     _write_run(output, run_id, body)
-    return summarise(str(output), run_id, len(entries), time.monotonic() - started)
+    return summarise(dataset, args.output, run_id, len(entries), time.monotonic() - started)
 
 
 def run(args: argparse.Namespace) -> int:

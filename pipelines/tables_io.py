@@ -38,7 +38,7 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def image_row(score: ImageScore, run_id: str, at: dt.datetime) -> dict:
+def image_row(score: ImageScore, run_id: str, at: dt.datetime, chunk_id: Optional[str] = None) -> dict:
     r = score.record
     return {
         "sop_instance_uid": r.sop_instance_uid, "exam_id": r.exam_id,
@@ -49,24 +49,25 @@ def image_row(score: ImageScore, run_id: str, at: dt.datetime) -> dict:
         "manufacturer": r.manufacturer, "manufacturer_model": r.manufacturer_model,
         "transfer_syntax_uid": r.transfer_syntax_uid, "model_name": score.model_name,
         "model_version": score.model_version, "preprocessing_version": score.preprocessing_version,
-        "run_id": run_id, "scored_at": at, "scored_date": at.date(),
+        "run_id": run_id, "chunk_id": chunk_id, "scored_at": at, "scored_date": at.date(),
     }
 
 
-def exam_row(exam: ExamResult, run_id: str, at: dt.datetime) -> dict:
+def exam_row(exam: ExamResult, run_id: str, at: dt.datetime, chunk_id: Optional[str] = None) -> dict:
     row = exam.as_row()
     row["study_date"] = dt.date.fromisoformat(exam.study_date) if exam.study_date else None
-    row.update(run_id=run_id, scored_at=at, scored_date=at.date())
+    row.update(run_id=run_id, chunk_id=chunk_id, scored_at=at, scored_date=at.date())
     return row
 
 
-def rejection_row(rejection: Rejection, run_id: str, at: dt.datetime) -> dict:
+def rejection_row(rejection: Rejection, run_id: str, at: dt.datetime, chunk_id: Optional[str] = None) -> dict:
     return {
         "source_uri": rejection.source_uri, "sop_instance_uid": rejection.sop_instance_uid,
         "exam_id": rejection.exam_id, "site": rejection.site, "manufacturer": rejection.manufacturer,
         "manufacturer_model": rejection.manufacturer_model, "laterality": rejection.laterality,
         "view": rejection.view, "reason": str(rejection.reason), "detail": rejection.detail,
-        "stage": str(rejection.stage), "run_id": run_id, "rejected_at": at, "rejected_date": at.date(),
+        "stage": str(rejection.stage), "run_id": run_id, "chunk_id": chunk_id, "rejected_at": at,
+        "rejected_date": at.date(),
     }
 
 
@@ -128,11 +129,36 @@ class ParquetDataset:
         shutil.rmtree(self.root / STAGING_DIR / run_id, ignore_errors=True)
         return removed
 
+    def run_counts(self, run_id: str) -> tuple[int, dict[str, int], dict[str, int]]:
+        """(images scored, rejections by reason, exams by status) committed by one run."""
+        import duckdb
+        con = duckdb.connect()
+
+        def grouped(name: str, column: str) -> dict[str, int]:
+            if not self.has_table(name):
+                return {}
+            return dict(con.execute(
+                f"SELECT {column}, count(*) FROM read_parquet('{self.table_glob(name)}', "
+                f"hive_partitioning = true) WHERE run_id = ? GROUP BY {column}", [run_id]).fetchall())
+        scored = sum(grouped("images", "run_id").values())
+        return scored, grouped("rejections", "reason"), grouped("exams", "status")
+
     def table_glob(self, name: str) -> str:
         return str(self.root / name / "*" / "*.parquet")
 
     def has_table(self, name: str) -> bool:
         return any((self.root / name).glob("*/*.parquet"))
+
+
+def open_output(output: str):
+    """The table destination named by --output: a Parquet folder, or `bq://PROJECT.DATASET`.
+
+    Every destination offers commit_chunk, committed_chunks, committed_files and clear_uncommitted.
+    """
+    if output.startswith("bq://"):
+        from mammobeam.pipelines.bigquery_io import BigQueryDataset
+        return BigQueryDataset.from_uri(output)
+    return ParquetDataset(output)
 
 
 def read_table_sql(root: str | os.PathLike, name: str) -> Optional[str]:

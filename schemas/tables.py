@@ -80,7 +80,9 @@ _VERSIONS = (
     Column("preprocessing_version", _S, "preprocessing spec version that made the model input", True),
 )
 _RUN = (
-    Column("run_id", _S, "the run that wrote the row; rows of uncommitted runs are ignored", True),
+    Column("run_id", _S, "the run that wrote the row", True),
+    Column("chunk_id", _S, "commit unit within the run (batch chunk, streaming window); a row counts "
+                           "once its (run_id, chunk_id) has a commit record"),
 )
 
 IMAGES = Table(
