@@ -86,8 +86,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--model-version", help="version to load (default: the highest)")
     group.add_argument("--serving-address", help="TF Serving host:port (production); else in process")
     group.add_argument("--serving-model", help="model name on TF Serving")
-    group.add_argument("--serving-version", type=int, help="pin a version on TF Serving")
-    group.add_argument("--serving-label", help="resolve a version label (stable, canary) once at start")
+    pin = group.add_mutually_exclusive_group()
+    pin.add_argument("--serving-version", type=int, help="pin a version on TF Serving")
+    pin.add_argument("--serving-label", help="resolve a version label (stable, canary) once at start")
     group.add_argument("--serving-root-certs", help="PEM root certificates for TLS to TF Serving")
     group.add_argument("--serving-token-file", help="file holding a bearer token for TF Serving")
     group.add_argument("--thresholds", help="thresholds file (default: the model's thresholds.json)")
@@ -402,8 +403,13 @@ class RunSummary:
                f"  exams:           {self.exams_complete} complete, {self.exams_incomplete} incomplete",
                f"  rejections:      {sum(self.rejections.values())}"]
         out += [f"    {reason:<28} {count}" for reason, count in sorted(self.rejections.items())]
-        out.append(f"  tables:          {self.output}/{{exams,images,rejections}} (Parquet; DuckDB: "
-                   f"SELECT * FROM read_parquet('{self.output}/exams/*/*.parquet', hive_partitioning=true))")
+        if self.output.startswith("bq://"):
+            project_dataset = self.output[len("bq://"):]
+            out.append(f"  tables:          {self.output} (BigQuery; read the views: "
+                       f"SELECT * FROM `{project_dataset}.exams_current`)")
+        else:
+            out.append(f"  tables:          {self.output}/{{exams,images,rejections}} (Parquet; DuckDB: "
+                       f"SELECT * FROM read_parquet('{self.output}/exams/*/*.parquet', hive_partitioning=true))")
         return out
 
 
@@ -416,6 +422,8 @@ def summarise(dataset, output: str, run_id: str, files_seen: int, seconds: float
 
 def score_archive(args: argparse.Namespace) -> RunSummary:
     started = time.monotonic()
+    from mammobeam.pipelines import cloud_auth
+    cloud_auth.prepare()  # with emulators: anonymous at once, not after Beam's ~28 s credential retries
     if args.output.startswith("bq://") and not args.state_dir:
         raise StartupError("--output bq://... needs --state-dir (a folder for run manifests, for --resume)")
     output = Path(args.state_dir or args.output)  # run state: manifests and commit bookkeeping
