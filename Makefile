@@ -21,7 +21,7 @@ test: setup
 	$(BIN)/pytest -q
 
 benchmarks: setup
-	$(BIN)/python -m benchmarks.run_all
+	$(BIN)/python -m benchmarks.bench_synth && $(BIN)/python -m benchmarks.bench_preprocess && $(BIN)/python -m benchmarks.bench_batch && $(BIN)/python -m benchmarks.bench_serving && $(BIN)/python -m benchmarks.collect
 
 clean:
 	rm -rf demo-output .pytest_cache build *.egg-info
