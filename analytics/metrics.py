@@ -71,6 +71,16 @@ def parquet_source(tables_dir: str, table: str) -> Optional[str]:
     return f"read_parquet('{pattern}', hive_partitioning = true, union_by_name = true)"
 
 
+def _bigquery_views(uri: str) -> dict[str, pa.Table]:
+    """`bq://PROJECT.DATASET`: each table's `<table>_current` view read into Arrow."""
+    from mammobeam.pipelines.bigquery_io import BigQueryDataset
+    dataset = BigQueryDataset.from_uri(uri)
+    try:
+        return {name: dataset.read_view(name) for name in ("exams", "images", "rejections")}
+    except Exception as e:  # NotFound, Forbidden, a bad URI: say which dataset and why
+        raise AnalyticsError(f"cannot read the views of {uri}: {e}") from None
+
+
 def _sql_string(text: str) -> str:
     return "'" + str(text).replace("'", "''") + "'"
 
@@ -99,8 +109,15 @@ class ScreeningData:
         self.outcomes_path = outcomes
         self.follow_up_months = int(follow_up_months)
         self.con = duckdb.connect()
+        bigquery_views = _bigquery_views(tables) if tables.startswith("bq://") else None
         for name in ("exams", "images", "rejections"):
-            source = parquet_source(tables, name)
+            if bigquery_views is not None:
+                # The dataset's <table>_current views (committed rows, one per key), held in memory;
+                # the rule below then changes nothing, and the SQL after it is the same.
+                self.con.register(f"{name}_bq", bigquery_views[name])
+                source = f"{name}_bq"
+            else:
+                source = parquet_source(tables, name)
             if source is None:
                 self.con.register(f"{name}_empty", TABLES[name].arrow_schema().empty_table())
                 source = f"{name}_empty"

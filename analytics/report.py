@@ -119,7 +119,7 @@ def render(m: metrics.ProgrammeMetrics, tables: str, thresholds_label: str = "as
     v, s, op, o = m.volumes, m.scores, m.operating_points, m.outcomes
     pct = lambda x: _fmt(x, "pct")  # noqa: E731
     parts = [f"<h1>Screening programme report: model version {html.escape(str(m.model_version))}</h1>",
-             f'<p class="note">Tables: {html.escape(os.path.abspath(tables))}. Generated '
+             f'<p class="note">Tables: {html.escape(tables if tables.startswith("bq://") else os.path.abspath(tables))}. Generated '
              f'{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC. Every table read with one row '
              f'per key (latest revision).'
              + (f" Cancers count within {m.follow_up_months} months of the screen." if o else

@@ -176,7 +176,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 # --------------------------------------------------------------------------------------------------
 
 def add_common_arguments(parser: argparse.ArgumentParser, outcomes_required: bool) -> None:
-    parser.add_argument("--tables", required=True, help="folder holding exams/, images/, rejections/")
+    parser.add_argument("--tables", required=True,
+                        help="folder holding exams/, images/, rejections/, or bq://PROJECT.DATASET (its views)")
     parser.add_argument("--outcomes", required=outcomes_required, default=None,
                         help="outcomes CSV (one row per exam and breast, as `mammobeam synth` writes)")
     parser.add_argument("--follow-up-months", type=int, default=metrics.DEFAULT_FOLLOW_UP_MONTHS,

@@ -41,3 +41,23 @@ def test_demo_key_is_refused_on_real_data_unless_forced(caplog):
     forced = Pseudonymizer(DEMO_KEY, is_demo_key=True, allow_demo_key_on_real_data=True)
     forced.check_allowed(synthetic=False)
     assert "NOT PROTECTED" in caplog.text
+
+
+def test_a_configured_key_is_never_pickled_and_workers_must_hold_the_same(tmp_path, monkeypatch):
+    import pickle
+    secret = "the-programme-secret-key-0123456789"
+    monkeypatch.delenv("MAMMOBEAM_PSEUDONYM_KEY_FILE", raising=False)
+    monkeypatch.setenv("MAMMOBEAM_PSEUDONYM_KEY", secret)
+    launcher = Pseudonymizer.from_config()
+    shipped = pickle.dumps(launcher)
+    assert secret.encode() not in shipped and secret not in repr(launcher)
+    worker = pickle.loads(shipped)
+    assert worker.exam("study:1") == launcher.exam("study:1")
+    monkeypatch.setenv("MAMMOBEAM_PSEUDONYM_KEY", "another-key-entirely-0123456789")
+    with pytest.raises(PseudonymKeyError, match="differs"):
+        pickle.loads(shipped)
+    key_file = tmp_path / "key"
+    key_file.write_text(secret)
+    from_file = Pseudonymizer.from_config(str(key_file))
+    assert secret.encode() not in pickle.dumps(from_file)
+    assert pickle.loads(pickle.dumps(from_file)).exam("x") == launcher.exam("x")

@@ -36,11 +36,28 @@ class DemoKeyRefused(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class Pseudonymizer:
-    """Turns identifiers into keyed pseudonyms. Picklable; holds the key bytes."""
+    """Turns identifiers into keyed pseudonyms.
 
-    key: bytes
+    A key read from a file or the environment is never pickled: a pipeline ships the key's source
+    (and a fingerprint), and each worker reads the key itself, so it does not land in a runner's
+    staging bucket. Workers need the same MAMMOBEAM_PSEUDONYM_KEY(_FILE); a different key is refused.
+    """
+
+    key: bytes = dataclasses.field(repr=False)
     is_demo_key: bool = False
     allow_demo_key_on_real_data: bool = False
+    key_file: Optional[str] = None
+    key_env: Optional[str] = None
+
+    def __reduce__(self):
+        if self.key_file or self.key_env:
+            return (_from_source, (self.key_file, self.key_env, self.allow_demo_key_on_real_data,
+                                   self.fingerprint()))
+        return (Pseudonymizer, (self.key, self.is_demo_key, self.allow_demo_key_on_real_data))
+
+    def fingerprint(self) -> str:
+        """Identifies the key without revealing it (for checks and logs)."""
+        return self.pseudonym("fingerprint", "mammobeam")[:12]
 
     @classmethod
     def from_config(cls, key_file: Optional[str] = None, allow_demo_key_on_real_data: bool = False
@@ -48,18 +65,12 @@ class Pseudonymizer:
         """The key from --pseudonym-key-file, else the environment, else the demo key."""
         path = key_file or os.environ.get(KEY_FILE_ENV)
         if path:
-            try:
-                with open(path, "rb") as f:
-                    key = f.read().strip()
-            except OSError as e:
-                raise PseudonymKeyError(f"cannot read pseudonym key file {path}: {e.strerror}") from None
-        elif os.environ.get(KEY_ENV):
-            key = os.environ[KEY_ENV].encode()
-        else:
-            return cls(DEMO_KEY, is_demo_key=True, allow_demo_key_on_real_data=allow_demo_key_on_real_data)
-        if len(key) < MIN_KEY_BYTES:
-            raise PseudonymKeyError(f"pseudonym key must be at least {MIN_KEY_BYTES} bytes")
-        return cls(key)
+            return cls(_read_key_file(path), allow_demo_key_on_real_data=allow_demo_key_on_real_data,
+                       key_file=path)
+        if os.environ.get(KEY_ENV):
+            return cls(_checked(os.environ[KEY_ENV].encode()),
+                       allow_demo_key_on_real_data=allow_demo_key_on_real_data, key_env=KEY_ENV)
+        return cls(DEMO_KEY, is_demo_key=True, allow_demo_key_on_real_data=allow_demo_key_on_real_data)
 
     def check_allowed(self, synthetic: bool) -> None:
         """Refuse the demo key on unmarked data unless forced (then warn loudly)."""
@@ -86,3 +97,36 @@ class Pseudonymizer:
 
     def path(self, uri: str) -> str:
         return "path:" + self.pseudonym("path", uri)
+
+
+def _checked(key: bytes) -> bytes:
+    if len(key) < MIN_KEY_BYTES:
+        raise PseudonymKeyError(f"pseudonym key must be at least {MIN_KEY_BYTES} bytes")
+    return key
+
+
+def _read_key_file(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return _checked(f.read().strip())
+    except OSError as e:
+        raise PseudonymKeyError(f"cannot read pseudonym key file {path}: {e.strerror}") from None
+
+
+def _from_source(key_file: Optional[str], key_env: Optional[str], allow: bool, fingerprint: str
+                 ) -> Pseudonymizer:
+    """Unpickling on a worker: read the key where the launcher read it, and check it is the same."""
+    if key_file:
+        path = os.environ.get(KEY_FILE_ENV) if not os.path.exists(key_file) else key_file
+        if not path:
+            raise PseudonymKeyError(f"worker cannot read the pseudonym key file {key_file}; "
+                                    f"mount it or set {KEY_FILE_ENV}")
+        found = Pseudonymizer(_read_key_file(path), allow_demo_key_on_real_data=allow, key_file=path)
+    else:
+        value = os.environ.get(key_env or KEY_ENV)
+        if not value:
+            raise PseudonymKeyError(f"worker has no {key_env or KEY_ENV}; set it or use {KEY_FILE_ENV}")
+        found = Pseudonymizer(_checked(value.encode()), allow_demo_key_on_real_data=allow, key_env=key_env)
+    if found.fingerprint() != fingerprint:
+        raise PseudonymKeyError("the worker's pseudonym key differs from the launcher's")
+    return found
