@@ -27,7 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from mammobeam.analytics.report import write_report
     from mammobeam.pipelines import batch
-    from mammobeam.pipelines.cli import SUBCOMMANDS  # noqa: F401  (same CLI parsing as `score`)
     from mammobeam.synthetic import generate
 
     started = time.monotonic()

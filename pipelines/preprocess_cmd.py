@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_reader_arguments(parser)
 
 
-def _rejections_table(rejections, run_id: str) -> "pyarrow.Table":
+def _rejections_table(rejections, run_id: str):
     at = utcnow()
     return to_arrow(REJECTIONS_TABLE, [rejection_row(r, run_id, at) for r in rejections])
 

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mammobeam.schemas.records import ExamResult, ImageScore, Rejection
-from mammobeam.schemas.tables import EXAMS, IMAGES, REJECTIONS, TABLES, Table
+from mammobeam.schemas.tables import TABLES, Table
 
 COMMITS_DIR = "_commits"
 STAGING_DIR = "_staging"

@@ -4,22 +4,17 @@ answers "why was this file not scored?"; laterality and view come from the right
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pydicom
-import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from mammobeam.pipelines.cli import main
 from mammobeam.schemas import codes
 from mammobeam.schemas.reasons import Reason
-from mammobeam.transforms.dicom import ReaderOptions, exam_key_of, laterality_of, read_header, view_of
+from mammobeam.transforms.dicom import ReaderOptions, laterality_of, read_header, view_of
 from mammobeam.transforms.pseudonyms import DEMO_KEY, Pseudonymizer
 
 DEMO = Pseudonymizer(DEMO_KEY, is_demo_key=True)

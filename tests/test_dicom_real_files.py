@@ -2,13 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-import pytest
-
 from mammobeam.schemas.reasons import Reason
 from mammobeam.transforms.dicom import ReaderOptions, read_header
 from mammobeam.transforms.pseudonyms import Pseudonymizer
