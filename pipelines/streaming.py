@@ -48,7 +48,8 @@ DEFAULT_RUNNER = "BundleBasedDirectRunner"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--subscription", required=True, metavar="projects/P/subscriptions/S",
                         help="Pub/Sub subscription receiving the bucket's GCS notifications")
-    parser.add_argument("--output", required=True, help="output folder (or gs:// prefix) for the tables")
+    parser.add_argument("--output", required=True,
+                        help="output folder (or gs:// prefix) for the tables, or bq://PROJECT.DATASET")
     group = parser.add_argument_group("exam assembly and output")
     group.add_argument("--exam-quiet-seconds", type=float, default=60.0,
                        help="emit a complete exam after this long without a new image (default 60)")
@@ -69,8 +70,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def build_stream(pipeline: beam.Pipeline, messages, setup, policy, reader_options, pseudonymizer,
                  timing: AssemblyTiming, output: str, run_id: str, window_seconds: float,
-                 shards: int = 1, threads: int = 1, clock: Clock = None, history=None):
-    """The data flow from Pub/Sub messages (PubsubMessage with attributes) to table files."""
+                 shards: int = 1, threads: int = 1, clock: Clock = None, history=None, table_writer=None):
+    """The data flow from Pub/Sub messages (PubsubMessage with attributes) to table rows.
+
+    Rows go to windowed Parquet files under `output`, or to `table_writer` when given (for
+    bq://PROJECT.DATASET: bigquery_io.WriteTablesToBigQuery, streaming inserts).
+    """
     clock = clock or WallClock()
     events = messages | "ParseNotifications" >> ParseNotifications()
     fresh = events.finalized | "DropRedeliveries" >> DropRedeliveries(timing.retention_seconds, clock)
@@ -83,7 +88,7 @@ def build_stream(pipeline: beam.Pipeline, messages, setup, policy, reader_option
              pre[REJECTIONS], score_rejections)
             | "AllRows" >> beam.Flatten()
             | "ToTableRows" >> beam.Map(to_table_row, run_id)
-            | "WriteTables" >> WriteStreamTables(output, run_id, window_seconds, shards, clock))
+            | "WriteTables" >> (table_writer or WriteStreamTables(output, run_id, window_seconds, shards, clock)))
 
 
 def _timing(args) -> AssemblyTiming:
@@ -109,9 +114,16 @@ def stream(args: argparse.Namespace) -> int:
     pipeline = beam.Pipeline(options=options)
     messages = pipeline | "ReadNotifications" >> beam.io.ReadFromPubSub(
         subscription=args.subscription, with_attributes=True)
+    if output.startswith("bq://"):
+        from mammobeam.pipelines.bigquery_io import WriteTablesToBigQuery, prepare_dataset
+        prepare_dataset(output)  # tables, commits and the one-row-per-key views, if absent
+        # Revisions after a cleanup restart at the exam's first row here: no BigQuery history reader yet.
+        history, writer = None, WriteTablesToBigQuery(output, run_id=run_id)
+    else:
+        history, writer = ParquetExamHistory(output, setup.model_version), None
     build_stream(pipeline, messages, setup, policy, reader_options_from(args), pseudonymizer_from(args),
                  timing, output, run_id, args.window_seconds, args.sink_shards, args.threads,
-                 history=ParquetExamHistory(output, setup.model_version))
+                 history=history, table_writer=writer)
     log.info("stream run %s: %s -> %s (quiet %.0f s, max wait %.0f s, window %.0f s)", run_id,
              args.subscription, output, timing.quiet_seconds, timing.max_wait_seconds, args.window_seconds)
     print(f"mammobeam stream: run {run_id} reading {args.subscription} into {output}", flush=True)
