@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exams", type=int, default=40, help="synthetic exams (default 40)")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--size", default="small", help="synthetic image size profile (default small)")
+    parser.add_argument("--cancer-fraction", type=float, default=0.1,
+                        help="share of breasts with a cancer (default 0.1; far above a real programme's "
+                             "~0.3%%, so a small demo still has cancers to count)")
     parser.add_argument("--workers", type=int, default=2, help="Beam workers (threads) for scoring")
 
 
@@ -35,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     for folder in (synthetic, tables):
         shutil.rmtree(folder, ignore_errors=True)
     print(f"[1/3] synthesising {args.exams} exams with edge cases into {synthetic}")
-    summary = generate(str(synthetic), exams=args.exams, seed=args.seed, size=args.size, edge_cases=True)
+    summary = generate(str(synthetic), exams=args.exams, seed=args.seed, size=args.size, edge_cases=True,
+                       cancer_fraction=args.cancer_fraction)
     print(f"      {len(summary.files)} files, outcomes in {summary.outcomes_csv}")
 
     print("[2/3] scoring with the in-process demo model (Beam, FnApiRunner)")
