@@ -150,12 +150,16 @@ def main() -> None:
                 "decode_frame": lambda ds=ds: decode_frame(ds, threads=1),
                 "after": after_decoding,
             }, args.runs)
+            # The pipeline runs `after` right after decode_raw, never after decode_frame's 27 MB
+            # allocations that the interleaved loop puts before it: also time it on its own.
+            times["after_alone"] = [timed(after_decoding, 1) for _ in range(args.runs)]
             med = {k: statistics.median(v) for k, v in times.items()}
             spread = {k: (min(v), max(v)) for k, v in times.items()}
             ratio = med["decode_raw"] / med["floor"] if med["floor"] > 0 else float("nan")
             row = dict(image=image_name, syntax=syntax_name, codec=raw.codec, floor=med["floor"],
                        ours=med["decode_raw"], corrected=med["decode_frame"], ratio=ratio,
-                       after=med["after"], spread=spread, size_mb=len(frame) / 1e6)
+                       after=med["after"], after_alone=med["after_alone"], spread=spread,
+                       size_mb=len(frame) / 1e6)
             rows_out.append(row)
             print(f"{image_name:17} {syntax_name:24} floor {med['floor']:8.2f} ms  decode_raw "
                   f"{med['decode_raw']:8.2f} ms  x{ratio:5.2f}  decode_frame {med['decode_frame']:8.2f} ms"
@@ -179,18 +183,20 @@ def write_report(rows, args) -> None:
         "`decode_frame` adds pydicom's bit corrections (masking to Bits Stored) for callers that want "
         "stored values; preprocessing folds that correction into its lookup table instead.",
         "(b) everything after decoding (LUT build and apply, orientation, crop, resize, pad); goal <= "
-        f"{AFTER_GOAL_MS:.0f} ms for 4096x3328.",
+        f"{AFTER_GOAL_MS:.0f} ms for 4096x3328, judged on the 'alone' median (as the pipeline runs it, "
+        "right after decode_raw; the interleaved figure follows decode_frame's large allocations).",
         "",
-        "| image | syntax | codec | frame MB | floor ms | decode_raw ms | ratio | (a) met | decode_frame ms | after decoding ms | (b) met |",
+        "| image | syntax | codec | frame MB | floor ms | decode_raw ms | ratio | (a) met | decode_frame ms | after decoding ms (interleaved / alone) | (b) met |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         met_a = "yes" if r["ratio"] <= DECODE_GOAL else f"NO (+{r['ours'] - r['floor']:.3f} ms)"
         big = r["image"].startswith("4096")
-        met_b = ("yes" if r["after"] <= AFTER_GOAL_MS else "NO") if big else "n/a"
+        met_b = ("yes" if r["after_alone"] <= AFTER_GOAL_MS else "NO") if big else "n/a"
         lines.append(
             f"| {r['image']} | {r['syntax']} | {r['codec']} | {r['size_mb']:.1f} | {r['floor']:.2f} | "
-            f"{r['ours']:.2f} | {r['ratio']:.2f} | {met_a} | {r['corrected']:.2f} | {r['after']:.1f} | {met_b} |"
+            f"{r['ours']:.2f} | {r['ratio']:.2f} | {met_a} | {r['corrected']:.2f} | {r['after']:.1f} / "
+            f"{r['after_alone']:.1f} | {met_b} |"
         )
     lines += [
         "",
