@@ -184,11 +184,13 @@ class ManifestEntry:
     sop_instance_uid: Optional[str]
     rejection: Optional[Rejection]
     chunk_id: str = ""
+    # What a later rejection (DUPLICATE) of this file reports: site, device, laterality, view.
+    facts: dict = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict:
         rej = self.rejection
         return {"uri": self.uri, "shown_uri": self.shown_uri, "exam_id": self.exam_id,
-                "sop": self.sop_instance_uid, "chunk": self.chunk_id,
+                "sop": self.sop_instance_uid, "chunk": self.chunk_id, "facts": self.facts,
                 "rejection": None if rej is None else {
                     **{k: getattr(rej, k) for k in ("source_uri", "detail", "sop_instance_uid", "exam_id",
                                                     "site", "manufacturer", "manufacturer_model",
@@ -200,7 +202,8 @@ class ManifestEntry:
         rej = body["rejection"]
         if rej is not None:
             rej = Rejection(**{**rej, "reason": Reason(rej["reason"]), "stage": Stage(rej["stage"])})
-        return cls(body["uri"], body["shown_uri"], body["exam_id"], body["sop"], rej, body["chunk"])
+        return cls(body["uri"], body["shown_uri"], body["exam_id"], body["sop"], rej, body["chunk"],
+                   body.get("facts") or {})
 
 
 def expand_inputs(patterns: list[str]) -> list[str]:
@@ -227,7 +230,11 @@ def _header_of(uri: str, options: ReaderOptions, pseudonymizer: Pseudonymizer) -
         # The header is longer than what the pass reads; the scoring pass reads the whole file.
         result = read_header(FileSystems.open(uri).read(), uri, pseudonymizer, options, file_size=size)
     record = result.record
-    return ManifestEntry(uri, shown, record.exam_id, record.sop_instance_uid, result.rejection)
+    facts = {k: getattr(record, k) for k in _FACTS}
+    return ManifestEntry(uri, shown, record.exam_id, record.sop_instance_uid, result.rejection, facts=facts)
+
+
+_FACTS = ("site", "manufacturer", "manufacturer_model", "laterality", "view")
 
 
 def header_pass(uris: list[str], options: ReaderOptions, pseudonymizer: Pseudonymizer, threads: int,
@@ -251,7 +258,8 @@ def mark_duplicates(entries: list[ManifestEntry]) -> int:
         if entry.sop_instance_uid in first:
             entry.rejection = Rejection(entry.shown_uri, Reason.DUPLICATE, Stage.READ,
                                         "SOP instance already held by an earlier file",
-                                        sop_instance_uid=entry.sop_instance_uid, exam_id=entry.exam_id)
+                                        sop_instance_uid=entry.sop_instance_uid, exam_id=entry.exam_id,
+                                        **entry.facts)
             count += 1
         else:
             first[entry.sop_instance_uid] = entry.uri

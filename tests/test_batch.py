@@ -75,6 +75,9 @@ def test_every_file_is_in_exactly_one_table_with_the_expected_reason(synth_set, 
         for path in views.values():
             if path not in synth_set.expected_rejections:
                 assert path in {r["source_uri"] for r in images}, path
+    # A duplicate still says where it came from.
+    duplicate = next(r for r in rejections if r["reason"] == "DUPLICATE")
+    assert duplicate["site"] and duplicate["manufacturer"] and duplicate["laterality"] in ("L", "R")
     # Files that are not images (outcomes.csv, manifest) are rejected, not lost.
     assert reasons[synth_set.outcomes_csv] == "NOT_DICOM"
 
