@@ -57,8 +57,10 @@ def bar_chart(name: str, title: str, labels: Sequence[str], values: Sequence[flo
         parts.append(f'<rect x="{x + step * 0.1:.1f}" y="{y1 - h:.1f}" width="{step * 0.8:.1f}" '
                      f'height="{h:.1f}" fill="{color}"><title>{_esc(label)}: {v:g}</title></rect>')
         if i % every == 0:
+            room = max(3, int(step * every / 5.5))  # ~5.5 px per 9 px character
+            shown = label if len(label) <= room else label[:room - 1] + "…"
             parts.append(f'<text x="{x + step / 2:.1f}" y="{y1 + 13}" text-anchor="middle" '
-                         f'font-size="9">{_esc(label)}</text>')
+                         f'font-size="9">{_esc(shown)}<title>{_esc(label)}</title></text>')
     return _frame(name, title, "".join(parts), x_label, y_label, width, height)
 
 

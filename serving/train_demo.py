@@ -13,7 +13,7 @@ DEMONSTRATION MODEL, NOT FOR CLINICAL USE: it learns the synthetic generator's l
 2. The training seed's exams are split into training and validation exams (--validation-share).
    A Keras CNN learns each image's breast label (cancer in outcomes.csv) at 256x208: the exported
    signature takes the full preprocessing size, uint16 [N, 1024, 832, 1], and pools 4x4 inside the
-   model (the same average the training arrays are made with). Adam with a warm-up and cosine decay,
+   model (the same average the training arrays are made with). AdamW with a warm-up and cosine decay,
    vertical flips and grey-level jitter, class-balanced weights; the epoch with the best validation
    AUC (breast level) is kept, and training stops when it has not improved for --patience epochs.
 3. export_model writes demo/1/ with scope.json and thresholds.json; the default operating points are
@@ -55,7 +55,7 @@ INPUT_FORMAT = "tfrecord"
 
 # THRESHOLDS: default operating points, chosen on the cancer-free validation exams (training seed,
 # unseen by the weights) with analytics/calibrate.py's rules on exam scores (max over the exam's
-# images). The synthetic sets are enriched (about half the exams hold a cancer, against under 1% of
+# images). The synthetic sets are enriched (about 60% of exams hold a cancer, against under 1% of
 # a screening population), so the cancer-free exams stand for the population the rates refer to.
 RECALL_RATE = 0.10  # recall threshold: at most 10% of cancer-free exams recalled (a US-like rate)
 TRIAGE_SHARE = 0.40  # normal-triage threshold: at most the 40% lowest-scored cancer-free exams
@@ -131,7 +131,8 @@ def read_split(folder: Path) -> Split:
                         pool(model_inputs.pixels_of(row))))
     expected = sum(len(views) for views in manifest["exam_files"].values())
     if len(records) != expected or len(versions) != 1:
-        raise RuntimeError(f"{pattern}: {len(records)} images of {expected}, preprocessing {sorted(versions)}")
+        raise RuntimeError(f"{pattern}: {len(records)} images of {expected}, "
+                           f"preprocessing {sorted(versions)}")
     records.sort(key=lambda r: r[:4])  # shard order is the runner's; sort for a stable order
     return Split(x=np.stack([r[6] for r in records])[..., None],
                  y=np.array([r[4] for r in records], np.float32),
@@ -248,7 +249,8 @@ def train(split: Split, y: np.ndarray, val: Split, val_y: np.ndarray, args) -> t
             scores = self.model.predict(val.x, batch_size=64, verbose=0).reshape(-1)
             val_auc = breast_auc(scores, val, val_y)
             history.append({"epoch": epoch + 1, "loss": round(float(logs["loss"]), 4),
-                            "val_auc_breast": round(val_auc, 4), "seconds": round(time.time() - self.started)})
+                            "val_auc_breast": round(val_auc, 4),
+                            "seconds": round(time.time() - self.started)})
             print(f"epoch {epoch + 1}: loss {logs['loss']:.4f}, validation breast AUC {val_auc:.4f}, "
                   f"{time.time() - self.started:.0f} s", flush=True)
             if val_auc > self.best:
@@ -487,11 +489,12 @@ def main(argv=None) -> int:
         ref = export(model, every.spec_version, Path(args.output), model_scope(description), thresholds)
         scores = score_with_export(ref, test)
         scored_by = "the exported SavedModel through InProcessModelHandler, on full-size 1024x832 inputs"
+    best_epoch = max(history, key=lambda h: h["val_auc_breast"])["epoch"]
     first_150 = np.array([int(e[4:]) <= 150 for e in test.exam])  # accession = seed(4) + index+1 (6)
     metrics = {
         "model": f"{MODEL_NAME}-{MODEL_VERSION}", "shuffled_labels": args.shuffle_labels,
         "preprocessing_version": every.spec_version, "data": description, "scored_by": scored_by,
-        "training": {"epochs_run": len(history), "best_epoch": max(history, key=lambda h: h["val_auc_breast"])["epoch"],
+        "training": {"epochs_run": len(history), "best_epoch": best_epoch,
                      "train_seconds": round(train_s), "data_seconds": round(data_s), "threads": args.threads,
                      "history": history},
         "default_operating_point": point.as_dict(),
