@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -48,7 +49,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if name not in SUBCOMMANDS:
         print(f"mammobeam: unknown command {name!r}; see `mammobeam --help`", file=sys.stderr)
         return 2
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)  # runner internals, per bundle
     try:
         parser, module = _parser_for(name)
     except ModuleNotFoundError as e:
