@@ -38,6 +38,23 @@ def _axes(x0, y0, x1, y1, y_max: float, y_ticks: int = 4, fmt=lambda v: f"{v:g}"
     return "".join(parts)
 
 
+def format_figure(value, kind: str) -> str:
+    """One way to show a figure, in the dashboard and on the terminal: pct, rate, auc, ratio, int."""
+    if value is None:
+        return "n/a"
+    if kind == "pct":
+        return f"{100 * value:.1f}%"
+    if kind == "rate":
+        return f"{value:.1f}"
+    if kind == "auc":
+        return f"{value:.3f}"
+    if kind == "ratio":
+        return f"{value:.2f}x"
+    if kind == "int":
+        return f"{int(value):,}"
+    return str(value)
+
+
 def bar_chart(name: str, title: str, labels: Sequence[str], values: Sequence[float],
               x_label: str = "", y_label: str = "", color: str = PALETTE[0], width: int = _W,
               height: int = _H, label_every: Optional[int] = None) -> str:

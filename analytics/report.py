@@ -64,17 +64,7 @@ def summary(tables: str, outcomes: Optional[str] = None,
 
 
 def _fmt(value, kind: str) -> str:
-    if value is None:
-        return "n/a"
-    if kind == "pct":
-        return f"{100 * value:.1f}%"
-    if kind == "rate":
-        return f"{value:.1f}"
-    if kind == "auc":
-        return f"{value:.3f}"
-    if kind == "int":
-        return f"{int(value):,}"
-    return html.escape(str(value))
+    return html.escape(charts.format_figure(value, kind))
 
 
 def _table(headers: list[str], rows: list[list], cls: str = "") -> str:
@@ -231,7 +221,7 @@ def render(m: metrics.ProgrammeMetrics, tables: str, thresholds_label: str = "as
         rows = m.strategies
         parts.append("<h2>Reading strategies</h2>" + _table(
             ["strategy"] + [label for _, label, _ in strategies.COLUMNS],
-            [[r["name"]] + [strategies._fmt(r[k], kind) for k, _, kind in strategies.COLUMNS]
+            [[r["name"]] + [_fmt(r[k], kind) for k, _, kind in strategies.COLUMNS]
              for r in rows], "strategies"))
         parts.append(f'<p class="note">{rows[0]["exams"]} exams with all reader decisions, '
                      f'{rows[0]["cancers"]} cancers within the follow-up window. Missed cancers are '

@@ -18,11 +18,12 @@ import argparse
 import dataclasses
 import json
 import sys
-from typing import Any, Optional
+from typing import Any
 
 import pyarrow as pa
 
 from mammobeam.analytics import metrics
+from mammobeam.analytics.charts import format_figure
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,16 +135,6 @@ def check_thresholds(data: metrics.ScreeningData, thresholds) -> None:
         thresholds.check_matches(r["model_name"], r["model_version"], r["preprocessing_version"])
 
 
-def _fmt(value, kind: str) -> str:
-    if value is None:
-        return "n/a"
-    if kind == "pct":
-        return f"{100 * value:.1f}%"
-    if kind == "ratio":
-        return f"{value:.2f}x"
-    if kind == "int":
-        return str(int(value))
-    return f"{value:.1f}"
 
 
 COLUMNS = (("recall_rate", "recall", "pct"), ("cancer_detection_rate_per_1000", "CDR/1000", "rate"),
@@ -156,7 +147,7 @@ COLUMNS = (("recall_rate", "recall", "pct"), ("cancer_detection_rate_per_1000", 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """The comparison as plain text: one line per strategy, then each rule."""
     header = ["strategy"] + [label for _, label, _ in COLUMNS]
-    body = [[r["name"]] + [_fmt(r[key], kind) for key, _, kind in COLUMNS] for r in rows]
+    body = [[r["name"]] + [format_figure(r[key], kind) for key, _, kind in COLUMNS] for r in rows]
     widths = [max(len(line[i]) for line in [header] + body) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in
                        enumerate(zip(line, widths))) for line in [header] + body]
