@@ -206,29 +206,31 @@ class ManifestEntry:
                    body.get("facts") or {})
 
 
-def expand_inputs(patterns: list[str]) -> list[str]:
-    uris: set[str] = set()
+def expand_inputs(patterns: list[str]) -> dict[str, int]:
+    """Every file the patterns match, sorted, with its size (from the listing: no call per file)."""
+    sizes: dict[str, int] = {}
     for pattern in patterns:
         matched = FileSystems.match([pattern])[0].metadata_list
         if not matched:
             raise StartupError(f"--input {pattern!r} matches no file")
-        uris.update(m.path for m in matched)
-    return sorted(uris)
+        sizes.update((m.path, m.size_in_bytes) for m in matched)
+    return dict(sorted(sizes.items()))
 
 
-def _header_of(uri: str, options: ReaderOptions, pseudonymizer: Pseudonymizer) -> ManifestEntry:
+def _header_of(uri: str, size: int, options: ReaderOptions, pseudonymizer: Pseudonymizer) -> ManifestEntry:
     shown = pseudonymizer.path(uri) if options.pseudonymize_paths else uri
     try:
         with FileSystems.open(uri, compression_type="uncompressed") as f:
             head = f.read(HEADER_READ_BYTES)
-        size = FileSystems.match([uri])[0].metadata_list[0].size_in_bytes
     except Exception as e:
         rej = Rejection(shown, Reason.SOURCE_NOT_FOUND, Stage.READ, type(e).__name__)
         return ManifestEntry(uri, shown, None, None, rej)
     result = read_header(head, uri, pseudonymizer, options, file_size=size)
     if result.rejection is not None and result.rejection.reason == Reason.TRUNCATED and size > len(head):
         # The header is longer than what the pass reads; the scoring pass reads the whole file.
-        result = read_header(FileSystems.open(uri).read(), uri, pseudonymizer, options, file_size=size)
+        with FileSystems.open(uri, compression_type="uncompressed") as f:
+            data = f.read(options.max_file_bytes + 1)
+        result = read_header(data, uri, pseudonymizer, options, file_size=size)
     record = result.record
     facts = {k: getattr(record, k) for k in _FACTS}
     return ManifestEntry(uri, shown, record.exam_id, record.sop_instance_uid, result.rejection, facts=facts)
@@ -237,11 +239,11 @@ def _header_of(uri: str, options: ReaderOptions, pseudonymizer: Pseudonymizer) -
 _FACTS = ("site", "manufacturer", "manufacturer_model", "laterality", "view")
 
 
-def header_pass(uris: list[str], options: ReaderOptions, pseudonymizer: Pseudonymizer, threads: int,
+def header_pass(sizes: dict[str, int], options: ReaderOptions, pseudonymizer: Pseudonymizer, threads: int,
                 progress: Optional[Progress] = None) -> list[ManifestEntry]:
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         entries = []
-        for entry in pool.map(lambda u: _header_of(u, options, pseudonymizer), uris):
+        for entry in pool.map(lambda item: _header_of(*item, options, pseudonymizer), sizes.items()):
             entries.append(entry)
             if progress:
                 progress.advance(1)
@@ -450,9 +452,9 @@ def score_archive(args: argparse.Namespace) -> RunSummary:
         if args.resume:
             log.info("--resume: no unfinished run with these inputs in %s; starting a new run", output)
         run_id = f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
-        uris = expand_inputs(args.input)
-        progress.start("headers", len(uris))
-        entries = header_pass(uris, options, pseudonymizer, args.header_threads, progress)
+        sizes = expand_inputs(args.input)
+        progress.start("headers", len(sizes))
+        entries = header_pass(sizes, options, pseudonymizer, args.header_threads, progress)
         progress.finish()
         refused = [e for e in entries if e.rejection and e.rejection.reason == Reason.DEMO_KEY_REFUSED]
         if refused:

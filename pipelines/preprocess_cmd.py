@@ -74,7 +74,7 @@ def build(pipeline, uris, args, options, pseudonymizer, spec):
 
 def run(args: argparse.Namespace) -> int:
     try:
-        uris = expand_inputs(args.input)
+        uris = list(expand_inputs(args.input))
     except StartupError as e:
         print(f"mammobeam preprocess: {e}", file=sys.stderr)
         return 2
