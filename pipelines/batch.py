@@ -71,8 +71,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--chunk-exams", type=int, default=25,
                         help="exams per commit unit (default 25)")
-    parser.add_argument("--wave-exams", type=int, default=2000,
-                        help="exams per Beam pipeline run; chunks of a wave commit when it ends")
+    parser.add_argument("--wave-exams", type=int, default=200,
+                        help="exams per Beam pipeline run (default 200: a few minutes on 2 cores, ~5 s "
+                             "fixed cost each); a wave's chunks commit when it ends, and progress "
+                             "advances per wave. On Dataflow each wave is a job: use tens of thousands")
     parser.add_argument("--resume", action="store_true",
                         help="continue the latest unfinished run into --output with the same inputs")
     parser.add_argument("--header-threads", type=int, default=8, help="threads for the header pass")
