@@ -164,3 +164,14 @@ def test_declared_dimensions_are_bounded_before_decoding(synth_set, tmp_path):
     out = tmp_path / "huge.dcm"
     ds.save_as(out)
     assert read_header(out.read_bytes(), str(out), DEMO).rejection.reason == Reason.IMAGE_TOO_LARGE
+
+
+def test_a_malformed_birth_date_is_not_quoted_in_warnings(synth_set, tmp_path, recwarn):
+    path = next(iter(next(iter(synth_set.exam_files.values())).values()))
+    ds = pydicom.dcmread(path)
+    ds.PatientBirthDate = "1961-07-04 SECRET"  # not a DA value: pydicom's validation would quote it
+    out = tmp_path / "bad-date.dcm"
+    ds.save_as(out)
+    record = read_header(out.read_bytes(), str(out), DEMO).record
+    assert record.patient_key and "SECRET" not in repr(record)
+    assert not [w for w in recwarn.list if "SECRET" in str(w.message)]

@@ -28,6 +28,10 @@ from mammobeam.schemas.reasons import Reason, Stage
 from mammobeam.schemas.records import ImageRecord, Rejection
 from mammobeam.transforms.pseudonyms import DemoKeyRefused, Pseudonymizer
 
+# pydicom's reading validation warns with the offending value quoted, and a malformed PatientName
+# or PatientID would then reach the worker logs. Values are checked here, not by warnings.
+pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+
 MiB = 1024 * 1024
 EXAM_KEYS = ("study", "accession", "patient-date")
 
