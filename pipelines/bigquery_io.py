@@ -30,6 +30,7 @@ import apache_beam as beam
 
 from mammobeam.schemas.bigquery import (ALL_TABLES, RUN_COMMIT_CHUNK, bigquery_ref, committed_rows_sql,
                                         table_resource, view_ddl, view_name)
+from mammobeam.pipelines.stream_sink import TableExamHistory
 from mammobeam.schemas.tables import COMMITS, TABLES
 
 log = logging.getLogger(__name__)
@@ -336,3 +337,28 @@ def _table_index(element, partitions: int) -> int:
 def prepare_dataset(output: str, client=None) -> BigQueryDataset:
     """Create the dataset, tables and views for `output` (bq://PROJECT.DATASET) if absent."""
     return BigQueryDataset.from_uri(output, client=client).ensure()
+
+
+class BigQueryExamHistory(TableExamHistory):
+    """TableExamHistory on the `<table>_current` views (the one-row-per-key rule over committed
+    rows): streaming revisions after a state cleanup continue from BigQuery. Pickles as its URI and
+    model version; each worker makes its own client (BIGQUERY_EMULATOR_HOST or ADC)."""
+
+    def __init__(self, output: str, model_version: str):
+        self.output = output
+        self.model_version = model_version
+        self._dataset = None
+
+    def __reduce__(self):
+        return (BigQueryExamHistory, (self.output, self.model_version))
+
+    def _query(self, table: str, exam_id: str) -> list[dict]:
+        from google.cloud import bigquery
+        if self._dataset is None:
+            self._dataset = BigQueryDataset.from_uri(self.output)
+        config = bigquery.QueryJobConfig(query_parameters=[
+            bigquery.ScalarQueryParameter("exam_id", "STRING", exam_id),
+            bigquery.ScalarQueryParameter("model_version", "STRING", self.model_version)])
+        sql = (f"SELECT * FROM `{self._dataset.table_id(table + '_current')}` "
+               "WHERE exam_id = @exam_id AND model_version = @model_version")
+        return [dict(row.items()) for row in self._dataset.client.query(sql, job_config=config).result()]

@@ -17,7 +17,6 @@ window; a window's file is rewritten whole if the flush is retried.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import io
 import logging
@@ -158,9 +157,25 @@ class WriteStreamTables(beam.PTransform):
 
 # --- The tables read back -----------------------------------------------------------------------
 
-class ParquetExamHistory:
+class TableExamHistory:
     """An exam's latest row and images on the tables (the one-row-per-key rule), for revisions that
-    continue after the exam's state was cleaned up, and after a restart."""
+    continue after the exam's state was cleaned up, and after a restart. Subclasses say how to read
+    one table's current rows for an exam (`_query`)."""
+
+    def _query(self, table: str, exam_id: str) -> list[dict]:
+        raise NotImplementedError
+
+    def latest(self, exam_id: str) -> Optional[PriorExam]:
+        exams = self._query("exams", exam_id)
+        if not exams:
+            return None
+        exam = exams[0]
+        images = tuple(_image_score_from_rows(row, exam) for row in self._query("images", exam_id))
+        return PriorExam(revision=int(exam["revision"]), images=images)
+
+
+class ParquetExamHistory(TableExamHistory):
+    """TableExamHistory on the Parquet dataset, through DuckDB."""
 
     def __init__(self, output: str, model_version: str):
         self.output = output
@@ -186,14 +201,6 @@ class ParquetExamHistory:
                           "WHERE exam_id = ? AND model_version = ?", [exam_id, self.model_version])
         names = [d[0] for d in cur.description]
         return [dict(zip(names, r)) for r in cur.fetchall()]
-
-    def latest(self, exam_id: str) -> Optional[PriorExam]:
-        exams = self._query("exams", exam_id)
-        if not exams:
-            return None
-        exam = exams[0]
-        images = tuple(_image_score_from_rows(row, exam) for row in self._query("images", exam_id))
-        return PriorExam(revision=int(exam["revision"]), images=images)
 
 
 def _image_score_from_rows(image: dict, exam: dict) -> ImageScore:

@@ -115,10 +115,11 @@ def stream(args: argparse.Namespace) -> int:
     messages = pipeline | "ReadNotifications" >> beam.io.ReadFromPubSub(
         subscription=args.subscription, with_attributes=True)
     if output.startswith("bq://"):
-        from mammobeam.pipelines.bigquery_io import WriteTablesToBigQuery, prepare_dataset
+        from mammobeam.pipelines.bigquery_io import (BigQueryExamHistory, WriteTablesToBigQuery,
+                                                     prepare_dataset)
         prepare_dataset(output)  # tables, commits and the one-row-per-key views, if absent
-        # Revisions after a cleanup restart at the exam's first row here: no BigQuery history reader yet.
-        history, writer = None, WriteTablesToBigQuery(output, run_id=run_id)
+        history = BigQueryExamHistory(output, setup.model_version)
+        writer = WriteTablesToBigQuery(output, run_id=run_id)
     else:
         history, writer = ParquetExamHistory(output, setup.model_version), None
     build_stream(pipeline, messages, setup, policy, reader_options_from(args), pseudonymizer_from(args),

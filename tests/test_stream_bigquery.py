@@ -83,3 +83,33 @@ def test_stream_rows_reach_the_bigquery_views(synth_set, reference_model, small_
     assert exams == [{"status": "COMPLETE" if len(exam) == 4 else "INCOMPLETE", "revision": 0,
                       "run_id": "stream-run"}]
     assert all("#" in r["source_uri"] for r in images + rejections)  # the generation is part of the key
+
+
+def test_revisions_after_cleanup_continue_from_the_bigquery_views(bqemulator):
+    """The exam history a stream reads once an exam's state was cleaned up: latest committed row."""
+    import datetime as dt
+    import pickle
+
+    from mammobeam.pipelines.bigquery_io import BigQueryExamHistory
+    from mammobeam.pipelines.tables_io import exam_row, image_row
+    from mammobeam.schemas.records import ExamResult, ImageRecord, ImageScore
+
+    output = f"bq://{bqemulator.project}.history"
+    dataset = prepare_dataset(output, client=bqemulator.client())
+    t0 = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
+    record = ImageRecord(source_uri="gs://b/e1/L_CC.dcm#5", sop_instance_uid="1.2.3", exam_id="e1",
+                         laterality="L", view="CC", site="north", study_date="2026-11-30")
+    image = image_row(ImageScore(record, 0.4, "demo", "1", "pp"), "S", t0, "w1")
+
+    def exam(revision, at):
+        return exam_row(ExamResult("e1", None, None, None, 61, "north", None, None, "2026-11-30", "INCOMPLETE",
+                                   ("L-CC",), ("L-MLO", "R-CC", "R-MLO"), 0.4, None, 0.4, 5, False, False,
+                                   True, None, "demo", "1", "pp", "t1", revision), "S", at, "w1")
+    dataset.commit_chunk("S", "w1", {"images": [image], "exams": [exam(0, t0), exam(2, t0 + dt.timedelta(hours=1))],
+                                     "rejections": []}, files=1)
+    with environment(**bqemulator.env()):
+        history = pickle.loads(pickle.dumps(BigQueryExamHistory(output, "1")))  # as a worker gets it
+        prior = history.latest("e1")
+        assert history.latest("unknown") is None
+    assert prior.revision == 2
+    assert [(s.record.sop_instance_uid, s.score, s.record.exam_view) for s in prior.images] == [("1.2.3", 0.4, "L-CC")]
