@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from mammobeam.schemas.records import ExamResult, ImageScore, Rejection
 from mammobeam.schemas.tables import TABLES, Table
+from mammobeam.transforms.pixels import row_direction_check
 
 COMMITS_DIR = "_commits"
 STAGING_DIR = "_staging"
@@ -45,7 +46,8 @@ def image_row(score: ImageScore, run_id: str, at: dt.datetime, chunk_id: Optiona
         "study_instance_uid": r.study_instance_uid, "source_uri": r.source_uri, "site": r.site,
         "laterality": r.laterality, "laterality_source": r.laterality_source, "view": r.view,
         "view_source": r.view_source, "flip_applied": score.flip_applied,
-        "orientation_check": score.orientation_check, "image_score": score.score,
+        "orientation_check": score.orientation_check, "row_direction": row_direction_check(r),
+        "image_score": score.score,
         "manufacturer": r.manufacturer, "manufacturer_model": r.manufacturer_model,
         "transfer_syntax_uid": r.transfer_syntax_uid, "model_name": score.model_name,
         "model_version": score.model_version, "preprocessing_version": score.preprocessing_version,

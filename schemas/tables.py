@@ -102,7 +102,10 @@ IMAGES = Table(
         Column("view", _S, "CC or MLO", True),
         Column("view_source", _S, "attribute the view came from"),
         Column("flip_applied", _B, "image was mirrored to the common orientation"),
-        Column("orientation_check", _S, "pixel-based orientation verdict: agrees, disagrees, header_only"),
+        Column("orientation_check", _S, "chest-wall side from pixels vs header: agrees, disagrees, "
+                                        "header_only, pixels_only"),
+        Column("row_direction", _S, "PatientOrientation's row direction against the convention: "
+                                    "expected, reversed, unknown (recorded, never used to flip)"),
         Column("image_score", _F, "model malignancy probability for the image", True),
         Column("manufacturer", _S, "Manufacturer"),
         Column("manufacturer_model", _S, "ManufacturerModelName"),

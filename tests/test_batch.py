@@ -101,6 +101,7 @@ def test_exam_rows_carry_scores_status_and_every_version(synth_set, scored, refe
             assert exam["left_score"] == pytest.approx(max(left))
     for image in images:
         assert image["laterality"] in ("L", "R") and image["view"] in ("CC", "MLO")
+        assert image["row_direction"] == "expected"  # the synthetic units follow the convention
         assert image["model_version"] == reference_model.version
 
 
