@@ -28,6 +28,7 @@ class Reason(str, enum.Enum):
     IMAGE_TOO_LARGE = "IMAGE_TOO_LARGE"
     EMPTY_IMAGE = "EMPTY_IMAGE"
     DUPLICATE = "DUPLICATE"
+    SUPERSEDED = "SUPERSEDED"
     SOURCE_NOT_FOUND = "SOURCE_NOT_FOUND"
     DEMO_KEY_REFUSED = "DEMO_KEY_REFUSED"
     MISSING_IDENTIFIERS = "MISSING_IDENTIFIERS"
@@ -54,6 +55,7 @@ DESCRIPTIONS: dict[Reason, str] = {
     Reason.IMAGE_TOO_LARGE: "declared size exceeds the configured bounds",
     Reason.EMPTY_IMAGE: "no pixel data, or pixels carry no signal",
     Reason.DUPLICATE: "another file holding this SOP instance was scored",
+    Reason.SUPERSEDED: "an older generation of an object whose newer generation is already scored",
     Reason.SOURCE_NOT_FOUND: "the source object no longer exists",
     Reason.DEMO_KEY_REFUSED: "real (unmarked) data with the built-in demo pseudonym key",
     Reason.MISSING_IDENTIFIERS: "SOP instance or exam identifiers missing",

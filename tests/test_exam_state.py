@@ -199,7 +199,7 @@ def test_new_generation_replaces_the_image_and_redeliveries_and_old_generations_
     generations = sorted(split_generation(i.record.source_uri)[1] for _, i in out["images"])
     assert generations == [1, 1, 1, 1, 2]
     [(_, stale)] = out["rejections"]
-    assert stale.reason == "DUPLICATE" and stale.source_uri.endswith("L-MLO.dcm#1")
+    assert stale.reason == "SUPERSEDED" and stale.source_uri.endswith("L-MLO.dcm#1")
 
 
 _HISTORY_CALLS = [0]

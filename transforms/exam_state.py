@@ -117,7 +117,8 @@ class _ExamState:
 
 
 def _admit(state: _ExamState, score: ImageScore):
-    """Decide one arriving image: ('accept' | 'replace' | 'duplicate' | 'redelivered', detail)."""
+    """Decide one arriving image: ('accept' | 'replace' | 'duplicate' | 'superseded' | 'redelivered',
+    detail)."""
     object_uri, generation = split_generation(score.record.source_uri)
     held = state.images.get(object_uri)
     if held is not None:
@@ -126,7 +127,7 @@ def _admit(state: _ExamState, score: ImageScore):
             return "replace", f"replaces generation {held_generation}"
         if generation == held_generation:
             return "redelivered", ""
-        return "duplicate", f"superseded: generation {held_generation} of the object is already held"
+        return "superseded", f"generation {held_generation} of the object is already held"
     sop = score.record.sop_instance_uid
     for other_uri, other in state.images.items():
         if sop and other.record.sop_instance_uid == sop:
@@ -166,10 +167,11 @@ class _AssembleExamFn(beam.DoFn):
         if verdict == "redelivered":
             self.redelivered.inc()
             return
-        if verdict == "duplicate":
+        if verdict in ("duplicate", "superseded"):
             self.duplicates.inc()
+            reason = Reason.DUPLICATE if verdict == "duplicate" else Reason.SUPERSEDED
             yield beam.pvalue.TaggedOutput(
-                REJECTIONS, Rejection.of(score.record, Reason.DUPLICATE, Stage.ASSEMBLE, detail))
+                REJECTIONS, Rejection.of(score.record, reason, Stage.ASSEMBLE, detail))
             return
         if verdict == "replace":
             self.replaced.inc()
