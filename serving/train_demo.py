@@ -11,9 +11,10 @@ DEMONSTRATION MODEL, NOT FOR CLINICAL USE: it learns the synthetic generator's l
    preprocessing); transforms/model_inputs.py reads them back. Labels join outcomes.csv on
    (pseudonymised accession, laterality); the vendor profile comes from the generator's manifest.
 2. The training seed's exams are split into training and validation exams (--validation-share).
-   A Keras CNN learns each image's breast label (cancer in outcomes.csv) at 256x208: the exported
-   signature takes the full preprocessing size, uint16 [N, 1024, 832, 1], and pools 4x4 inside the
-   model (the same average the training arrays are made with). AdamW with a warm-up and cosine decay,
+   A Keras CNN learns each image's breast label (cancer in outcomes.csv) at 512x416: the exported
+   signature takes the full preprocessing size, uint16 [N, 1024, 832, 1], and pools 2x2 inside the
+   model (the same average the training arrays are made with); its first layer is a strided 5x5
+   convolution, so the rest of the network runs at 256x208. AdamW with a warm-up and cosine decay,
    vertical flips and grey-level jitter, class-balanced weights; the epoch with the best validation
    AUC (breast level) is kept, and training stops when it has not improved for --patience epochs.
 3. export_model writes demo/1/ with scope.json and thresholds.json; the default operating points are
@@ -50,7 +51,8 @@ SERVING_DIR = Path(__file__).resolve().parent
 DEMO_ROOT = SERVING_DIR / "demo_model"
 MODEL_NAME = "demo"
 MODEL_VERSION = 1
-POOL = 4  # 1024x832 -> 256x208 inside the model: about 1 mm per pixel, enough for a 7 mm mass
+POOL = 2  # 1024x832 -> 512x416 inside the model (the synthetic sources are 512 rows: full source detail)
+STEM_FILTERS, STEM_KERNEL = 16, 5  # the first layer: a strided convolution, 512x416 -> 256x208
 INPUT_FORMAT = "tfrecord"
 
 # THRESHOLDS: default operating points, chosen on the cancer-free validation exams (training seed,
@@ -173,8 +175,10 @@ def build_cnn(height: int, width: int, seed: int, steps: int, warmup_steps: int,
     layers = keras.layers
     inputs = keras.Input((height, width, 1))
     x = inputs
-    for filters in (16, 32, 48, 64, 96):
-        x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+    for i, filters in enumerate((STEM_FILTERS, 32, 48, 64, 96)):
+        # The first layer reads the 2x-pooled image with a stride of 2, so the rest runs at 256x208.
+        x = (layers.Conv2D(filters, STEM_KERNEL, strides=2, padding="same", use_bias=False)(x) if i == 0
+             else layers.Conv2D(filters, 3, padding="same", use_bias=False)(x))
         x = layers.BatchNormalization()(x)
         x = layers.ReLU()(x)
         x = layers.MaxPooling2D(2)(x)
@@ -476,7 +480,7 @@ def main(argv=None) -> int:
                    f"{len(val_y)} validation images; test seed {args.test_seed}: {args.test_exams} exams")
     if args.no_export:
         scores = model.predict(test.x, batch_size=64, verbose=0).reshape(-1)
-        scored_by = "the trained Keras model in memory, on the 4x4-pooled test images"
+        scored_by = f"the trained Keras model in memory, on the {POOL}x{POOL}-pooled test images"
     else:
         from mammobeam.schemas.thresholds import Thresholds
         thresholds = Thresholds(
