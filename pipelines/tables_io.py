@@ -161,11 +161,3 @@ def open_output(output: str):
         from mammobeam.pipelines.bigquery_io import BigQueryDataset
         return BigQueryDataset.from_uri(output)
     return ParquetDataset(output)
-
-
-def read_table_sql(root: str | os.PathLike, name: str) -> Optional[str]:
-    """A DuckDB FROM expression for a table of the dataset, or None if it has no files yet."""
-    dataset = ParquetDataset(root)
-    if not dataset.has_table(name):
-        return None
-    return f"read_parquet('{dataset.table_glob(name)}', hive_partitioning = true)"

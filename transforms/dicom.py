@@ -99,7 +99,7 @@ def _reject(record: ImageRecord, reason: Reason, stage: Stage, detail: str) -> H
     return HeaderResult(record, Rejection.of(record, reason, stage, detail))
 
 
-def _parse(fp: BinaryIO) -> tuple[Optional[Dataset], tuple[Reason, str]]:
+def _parse(fp: BinaryIO) -> tuple[Optional[Dataset], Optional[tuple[Reason, str]]]:
     """Header only. A file with a DICM preamble that fails to parse is TRUNCATED or DECODE_FAILED."""
     start = fp.tell()
     preamble = fp.read(132)
@@ -129,7 +129,7 @@ def _parse(fp: BinaryIO) -> tuple[Optional[Dataset], tuple[Reason, str]]:
     fp.seek(position)
     if next_tag not in _PIXEL_TAGS and len(next_tag) < 4 and ("Rows" in ds or _text(ds, "Modality") in (None, "MG")):
         return None, (Reason.TRUNCATED, "file ends before its pixel data")
-    return ds, (Reason.NOT_DICOM, "")
+    return ds, None
 
 
 # (7FE0,0010) Pixel Data, (7FE0,0008) Float and (7FE0,0009) Double Float Pixel Data, LE and BE.
