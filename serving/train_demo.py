@@ -21,8 +21,9 @@ DEMONSTRATION MODEL, NOT FOR CLINICAL USE: it learns the synthetic generator's l
    chosen on the validation exams with analytics/calibrate.py's rules (see THRESHOLDS below).
 4. The exported SavedModel, loaded back through InProcessModelHandler, scores the full-size test
    images: AUC per image and per breast (max of its views) overall, excluding occult cancers, per
-   lesion type and per vendor profile, written to demo_model/metrics.json (or metrics-shuffled.json)
-   and quoted in serving/MODEL_CARD.md.
+   lesion type and per vendor profile, written to demo_model/metrics.json (the control's to
+   metrics-shuffled-<mode>-<label seed>.json, with how far its labels follow the truth) and quoted
+   in serving/MODEL_CARD.md.
 
 Generated and preprocessed sets are cached under --work (default: a temporary folder) and reused
 when their seed and size match. Deterministic given the seeds (op determinism, fixed initialisation,
@@ -159,12 +160,62 @@ def split_exams(split: Split, share: float, seed: int) -> tuple[np.ndarray, np.n
     return ~val, val
 
 
-def shuffle_breast_labels(split: Split, seed: int) -> np.ndarray:
-    """The control: breast labels permuted among breasts (both views of a breast keep one label)."""
-    breasts = sorted(set(split.breast))
-    label = {b: y for b, y in zip(split.breast, split.y)}
-    permuted = dict(zip(breasts, np.random.default_rng(seed).permutation([label[b] for b in breasts])))
-    return np.array([permuted[b] for b in split.breast], np.float32)
+def shuffle_breast_labels(split: Split, seed: int, sides: np.ndarray, balanced: bool = True) -> np.ndarray:
+    """The control's labels: the breast labels permuted among breasts; both views keep one label.
+
+    A plain permutation is independent of the truth only in expectation: in one draw the breasts
+    labelled cancer hold a few more or fewer of some lesion type than the others do, and a network
+    that finds those lesions easily turns that small chance association into a clear test signal,
+    above or below 0.5 depending on the draw. The balanced permutation (the default) removes it:
+    the breasts are ordered by stratum (training or validation side, true lesion type, vendor
+    profile) and at random within one, and every 1/p-th is labelled cancer from a random start,
+    so every stratum gets the overall share p labelled cancer to within one breast.
+    """
+    first = {}
+    for i, b in enumerate(split.breast):
+        first.setdefault(b, i)
+    breasts = sorted(first)
+    if not balanced:
+        label = np.random.default_rng(seed).permutation([split.y[first[b]] for b in breasts])
+    else:
+        rng = np.random.default_rng([seed, 1])
+        p = float(np.mean([split.y[first[b]] for b in breasts]))
+        key = {b: (bool(sides[first[b]]), split.lesion[first[b]], split.profile[first[b]]) for b in breasts}
+        ordered = sorted(breasts, key=lambda b: (key[b], rng.random()))
+        start = rng.random()
+        cum = np.floor(start + p * np.arange(len(ordered) + 1))
+        order_label = (cum[1:] > cum[:-1]).astype(np.float32)
+        position = {b: i for i, b in enumerate(ordered)}
+        label = [order_label[position[b]] for b in breasts]
+    relabelled = dict(zip(breasts, label))
+    return np.array([relabelled[b] for b in split.breast], np.float32)
+
+
+def label_association(split: Split, y: np.ndarray, keep: np.ndarray) -> dict:
+    """Share of the kept breasts labelled cancer, per true lesion type and per vendor profile.
+
+    For the control this measures how far its labels happen to follow the truth: in a clean control
+    every row shows the same share.
+    """
+    first = {}
+    for i, b in enumerate(split.breast):
+        if keep[i]:
+            first.setdefault(b, i)
+
+    def shares(group_of) -> dict:
+        groups = defaultdict(list)
+        for b, i in first.items():
+            groups[group_of(i)].append(y[i])
+        return {g: {"breasts": len(v), "labelled_cancer_share": round(float(np.mean(v)), 4)}
+                for g, v in sorted(groups.items())}
+
+    visible = [y[i] for i in first.values() if split.lesion[i] not in ("none", "occult")]
+    normal = [y[i] for i in first.values() if split.lesion[i] == "none"]
+    return {"breasts": len(first),
+            "labelled_cancer_share": round(float(np.mean([y[i] for i in first.values()])), 4),
+            "visible_minus_normal": round(float(np.mean(visible) - np.mean(normal)), 4),
+            "per_lesion_type": shares(lambda i: split.lesion[i]),
+            "per_vendor_profile": shares(lambda i: split.profile[i])}
 
 
 # --- Model ----------------------------------------------------------------------------------------
@@ -447,7 +498,10 @@ def main(argv=None) -> int:
     parser.add_argument("--learning-rate", type=float, default=1e-3, help="peak, after warm-up")
     parser.add_argument("--seed", type=int, default=7, help="split, initialisation and batches")
     parser.add_argument("--threads", type=int, default=2, help="TensorFlow intra-op threads")
-    parser.add_argument("--shuffle-labels", action="store_true", help="the control: train on permuted labels")
+    parser.add_argument("--shuffle-labels", nargs="?", const="balanced", choices=("balanced", "plain"),
+                        help="the control: train on permuted labels, balanced across strata (the default) "
+                             "or a plain permutation (see shuffle_breast_labels)")
+    parser.add_argument("--label-seed", type=int, help="the control's permutation (default: --seed)")
     parser.add_argument("--no-export", action="store_true", help="evaluate in memory, write no model")
     parser.add_argument("--output", default=str(DEMO_ROOT), help="where demo/1/ and metrics go")
     parser.add_argument("--work", help="cache of generated and preprocessed sets (default: a temp dir)")
@@ -464,7 +518,9 @@ def main(argv=None) -> int:
     test = read_split(prepare_split(work, "test", args.test_exams, args.test_seed))
     data_s = time.time() - t0
     train_mask, val_mask = split_exams(every, args.validation_share, args.seed)
-    y_all = shuffle_breast_labels(every, args.seed) if args.shuffle_labels else every.y
+    label_seed = args.seed if args.label_seed is None else args.label_seed
+    y_all = (shuffle_breast_labels(every, label_seed, val_mask, balanced=args.shuffle_labels == "balanced")
+             if args.shuffle_labels else every.y)
     train_mask &= np.array([lt not in TRAIN_WITHOUT for lt in every.lesion])
     train_split, val = every.take(train_mask), every.take(val_mask)
     y, val_y = y_all[train_mask], y_all[val_mask]
@@ -496,7 +552,11 @@ def main(argv=None) -> int:
     best_epoch = max(history, key=lambda h: h["val_auc_breast"])["epoch"]
     first_150 = np.array([int(e[4:]) <= 150 for e in test.exam])  # accession = seed(4) + index+1 (6)
     metrics = {
-        "model": f"{MODEL_NAME}-{MODEL_VERSION}", "shuffled_labels": args.shuffle_labels,
+        "model": f"{MODEL_NAME}-{MODEL_VERSION}",
+        "shuffled_labels": (None if not args.shuffle_labels else
+                            {"mode": args.shuffle_labels, "label_seed": label_seed,
+                             "training": label_association(every, y_all, train_mask),
+                             "validation": label_association(every, y_all, val_mask)}),
         "preprocessing_version": every.spec_version, "data": description, "scored_by": scored_by,
         "training": {"epochs_run": len(history), "best_epoch": best_epoch,
                      "train_seconds": round(train_s), "data_seconds": round(data_s), "threads": args.threads,
@@ -508,7 +568,7 @@ def main(argv=None) -> int:
                                  if k in ("breasts", "cancer_breasts", "occult_cancer_breasts",
                                           "auc_breast", "excluding_occult")},
     }
-    name = "metrics-shuffled.json" if args.shuffle_labels else "metrics.json"
+    name = f"metrics-shuffled-{args.shuffle_labels}-{label_seed}.json" if args.shuffle_labels else "metrics.json"
     out = Path(args.output) / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(metrics, indent=2) + "\n")
