@@ -220,7 +220,8 @@ def label_association(split: Split, y: np.ndarray, keep: np.ndarray) -> dict:
 
 # --- Model ----------------------------------------------------------------------------------------
 
-def build_cnn(height: int, width: int, seed: int, steps: int, warmup_steps: int, peak_lr: float):
+def build_cnn(height: int, width: int, seed: int, steps: int, warmup_steps: int, peak_lr: float,
+              head: str = "max"):
     import keras
     keras.utils.set_random_seed(seed)
     layers = keras.layers
@@ -233,8 +234,9 @@ def build_cnn(height: int, width: int, seed: int, steps: int, warmup_steps: int,
         x = layers.BatchNormalization()(x)
         x = layers.ReLU()(x)
         x = layers.MaxPooling2D(2)(x)
-    # Lesions are small and local: the strongest response anywhere decides.
-    x = layers.GlobalMaxPooling2D()(x)
+    # Lesions are small and local: the strongest response anywhere decides. ("avg" is for the
+    # control's experiment in MODEL_CARD.md: how the head shapes what noise labels teach.)
+    x = layers.GlobalMaxPooling2D()(x) if head == "max" else layers.GlobalAveragePooling2D()(x)
     x = layers.Dropout(0.2)(x)
     outputs = layers.Dense(1, activation="sigmoid")(x)
     model = keras.Model(inputs, outputs)
@@ -285,14 +287,19 @@ def augmented_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, 
     return Batches()
 
 
-def train(split: Split, y: np.ndarray, val: Split, val_y: np.ndarray, args) -> tuple[object, list[dict]]:
-    """Fit with early stopping on the validation breasts' AUC; returns the best epoch's model."""
+def train(split: Split, y: np.ndarray, val: Split, val_y: np.ndarray, args,
+          trace: Optional[Split] = None) -> tuple[object, list[dict]]:
+    """Fit with early stopping on the validation breasts' AUC; returns the best epoch's model.
+
+    `trace`: a set whose breast AUC (true labels) is recorded each epoch, to see when a control
+    drifts; it is only recorded, never used to choose an epoch.
+    """
     import keras
 
     batches = augmented_batches(split.x, y, args.batch_size, args.seed, augment=True)
     steps = args.max_epochs * len(batches)
     model = build_cnn(split.x.shape[1], split.x.shape[2], args.seed, steps, warmup_steps=2 * len(batches),
-                      peak_lr=args.learning_rate)
+                      peak_lr=args.learning_rate, head=args.head)
     history: list[dict] = []
 
     class BestOnValidation(keras.callbacks.Callback):
@@ -306,6 +313,12 @@ def train(split: Split, y: np.ndarray, val: Split, val_y: np.ndarray, args) -> t
             history.append({"epoch": epoch + 1, "loss": round(float(logs["loss"]), 4),
                             "val_auc_breast": round(val_auc, 4),
                             "seconds": round(time.time() - self.started)})
+            if trace is not None:
+                traced = evaluate(self.model.predict(trace.x, batch_size=64, verbose=0).reshape(-1), trace)
+                history[-1]["traced"] = {"auc_breast": round(traced["auc_breast"], 4), **{
+                    f"auc_{lesion}": round(v["auc_breast_vs_all_normals"], 4)
+                    for lesion, v in traced["per_lesion_type"].items()}}
+                print(f"  traced: {history[-1]['traced']}", flush=True)
             print(f"epoch {epoch + 1}: loss {logs['loss']:.4f}, validation breast AUC {val_auc:.4f}, "
                   f"{time.time() - self.started:.0f} s", flush=True)
             if val_auc > self.best:
@@ -502,6 +515,10 @@ def main(argv=None) -> int:
                         help="the control: train on permuted labels, balanced across strata (the default) "
                              "or a plain permutation (see shuffle_breast_labels)")
     parser.add_argument("--label-seed", type=int, help="the control's permutation (default: --seed)")
+    parser.add_argument("--head", choices=("max", "avg"), default="max",
+                        help="global pooling before the score (max: the demo model)")
+    parser.add_argument("--trace-test", action="store_true",
+                        help="record the test set's breast AUC after every epoch (never used to choose)")
     parser.add_argument("--no-export", action="store_true", help="evaluate in memory, write no model")
     parser.add_argument("--output", default=str(DEMO_ROOT), help="where demo/1/ and metrics go")
     parser.add_argument("--work", help="cache of generated and preprocessed sets (default: a temp dir)")
@@ -528,7 +545,7 @@ def main(argv=None) -> int:
           f"{len(test.y)} test; {data_s:.0f} s", flush=True)
 
     t1 = time.time()
-    model, history = train(train_split, y, val, val_y, args)
+    model, history = train(train_split, y, val, val_y, args, trace=test if args.trace_test else None)
     train_s = time.time() - t1
     val_scores = model.predict(val.x, batch_size=64, verbose=0).reshape(-1)
     point = default_operating_point(val_scores, val)
@@ -558,7 +575,7 @@ def main(argv=None) -> int:
                              "training": label_association(every, y_all, train_mask),
                              "validation": label_association(every, y_all, val_mask)}),
         "preprocessing_version": every.spec_version, "data": description, "scored_by": scored_by,
-        "training": {"epochs_run": len(history), "best_epoch": best_epoch,
+        "training": {"head": args.head, "epochs_run": len(history), "best_epoch": best_epoch,
                      "train_seconds": round(train_s), "data_seconds": round(data_s), "threads": args.threads,
                      "history": history},
         "default_operating_point": point.as_dict(),
@@ -568,7 +585,8 @@ def main(argv=None) -> int:
                                  if k in ("breasts", "cancer_breasts", "occult_cancer_breasts",
                                           "auc_breast", "excluding_occult")},
     }
-    name = f"metrics-shuffled-{args.shuffle_labels}-{label_seed}.json" if args.shuffle_labels else "metrics.json"
+    name = (f"metrics-shuffled-{args.shuffle_labels}-{label_seed}{'-avg' if args.head == 'avg' else ''}.json"
+            if args.shuffle_labels else "metrics.json")
     out = Path(args.output) / name
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(metrics, indent=2) + "\n")
