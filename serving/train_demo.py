@@ -2,6 +2,7 @@
 
     .venv/bin/python -m mammobeam.serving.train_demo                 # writes serving/demo_model/demo/
     .venv/bin/python -m mammobeam.serving.train_demo --shuffle-labels --no-export   # the control
+    .venv/bin/python -m mammobeam.serving.train_demo --report-controls serving/demo_model/controls
 
 DEMONSTRATION MODEL, NOT FOR CLINICAL USE: it learns the synthetic generator's lesions, nothing else.
 
@@ -21,9 +22,11 @@ DEMONSTRATION MODEL, NOT FOR CLINICAL USE: it learns the synthetic generator's l
    chosen on the validation exams with analytics/calibrate.py's rules (see THRESHOLDS below).
 4. The exported SavedModel, loaded back through InProcessModelHandler, scores the full-size test
    images: AUC per image and per breast (max of its views) overall, excluding occult cancers, per
-   lesion type and per vendor profile, written to demo_model/metrics.json (the control's to
-   metrics-shuffled-<mode>-<label seed>.json, with how far its labels follow the truth) and quoted
-   in serving/MODEL_CARD.md.
+   lesion type and per vendor profile, written to demo_model/metrics.json and quoted in
+   serving/MODEL_CARD.md.
+5. The control (--shuffle-labels) trains the same way on labels that carry no information (see
+   shuffle_breast_labels) and writes demo_model/controls/metrics-shuffled-<mode>-<label seed>.json,
+   with how far its labels happen to follow the truth; --report-controls tabulates those runs.
 
 Generated and preprocessed sets are cached under --work (default: a temporary folder) and reused
 when their seed and size match. Deterministic given the seeds (op determinism, fixed initialisation,
@@ -496,6 +499,28 @@ def score_with_export(ref, split: Split, batch: int = 16) -> np.ndarray:
     return np.array([score_of[sop] for sop in split.sop])
 
 
+def controls_markdown(folder: Path) -> str:
+    """The control runs in `folder` (metrics-shuffled-*.json) as the model card's table."""
+    rows = ["| Labels | Label seed | Head | Label share gap, visible lesion - normal (train / val) "
+            "| Epoch kept / run | Test breast AUC (95% CI) | Masses | Traced per epoch: min-max (mean) |",
+            "|---|---|---|---|---|---|---|---|"]
+    runs = [json.loads(path.read_text()) for path in sorted(folder.glob("metrics-shuffled-*.json"))]
+    runs.sort(key=lambda m: (m["training"].get("head", "max") != "max", m["shuffled_labels"]["mode"],
+                             m["shuffled_labels"]["label_seed"]))
+    for m in runs:
+        labels, training, test = m["shuffled_labels"], m["training"], m["test"]
+        traced = [h["traced"]["auc_breast"] for h in training["history"] if "traced" in h]
+        low, high = test["auc_breast_95ci"]
+        rows.append(" | ".join([
+            f"| {labels['mode']}", str(labels["label_seed"]), training.get("head", "max"),
+            f"{labels['training']['visible_minus_normal']:+.3f} / {labels['validation']['visible_minus_normal']:+.3f}",
+            f"{training['best_epoch']} / {training['epochs_run']}",
+            f"**{test['auc_breast']:.3f}** ({low:.3f}-{high:.3f})",
+            f"{test['per_lesion_type']['mass']['auc_breast_vs_all_normals']:.2f}",
+            (f"{min(traced):.2f}-{max(traced):.2f} ({np.mean(traced):.2f})" if traced else "not traced") + " |"]))
+    return "\n".join(rows) + "\n"
+
+
 # --- Main -------------------------------------------------------------------------------------------
 
 def main(argv=None) -> int:
@@ -520,9 +545,16 @@ def main(argv=None) -> int:
     parser.add_argument("--trace-test", action="store_true",
                         help="record the test set's breast AUC after every epoch (never used to choose)")
     parser.add_argument("--no-export", action="store_true", help="evaluate in memory, write no model")
-    parser.add_argument("--output", default=str(DEMO_ROOT), help="where demo/1/ and metrics go")
+    parser.add_argument("--output", help="where demo/1/ and metrics.json go (default: demo_model/; a "
+                                         "control's metrics: demo_model/controls/)")
+    parser.add_argument("--report-controls", metavar="FOLDER",
+                        help="print the control runs in FOLDER as MODEL_CARD.md's table, and stop")
     parser.add_argument("--work", help="cache of generated and preprocessed sets (default: a temp dir)")
     args = parser.parse_args(argv)
+    if args.report_controls:
+        print(controls_markdown(Path(args.report_controls)), end="")
+        return 0
+    args.output = args.output or str(DEMO_ROOT / "controls" if args.shuffle_labels else DEMO_ROOT)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
     tf.config.threading.set_intra_op_parallelism_threads(args.threads)

@@ -91,3 +91,25 @@ def test_demo_model_scores_obvious_cancers_above_normal_breasts(tmp_path, demo_h
     assert np.mean(obvious) > np.mean(normal) + 0.2, (obvious, normal)
     pairs_ranked_right = np.mean([o > n for o in obvious for n in normal])  # the AUC of these breasts
     assert pairs_ranked_right >= 0.9, (obvious, normal)
+
+
+def test_model_card_shows_the_committed_control_runs_as_generated():
+    """MODEL_CARD.md's control table is `train_demo.py --report-controls` over the committed runs,
+    each balanced run's labels are uninformative, and no control comes near the model itself."""
+    import json
+
+    from mammobeam.serving.train_demo import DEMO_ROOT, SERVING_DIR, controls_markdown
+
+    runs = sorted((DEMO_ROOT / "controls").glob("metrics-shuffled-*.json"))
+    assert len(runs) >= 2
+    card = (SERVING_DIR / "MODEL_CARD.md").read_text()
+    table = controls_markdown(DEMO_ROOT / "controls")
+    assert table in card, "MODEL_CARD.md's control table is stale: paste --report-controls' output"
+    assert len(table.splitlines()) == 2 + len(runs)
+    model_auc = json.loads((DEMO_ROOT / "metrics.json").read_text())["test"]["auc_breast"]
+    for path in runs:
+        metrics = json.loads(path.read_text())
+        labels = metrics["shuffled_labels"]
+        if labels["mode"] == "balanced":
+            assert abs(labels["training"]["visible_minus_normal"]) < 0.01, path.name
+        assert metrics["test"]["auc_breast"] < model_auc - 0.25, path.name
