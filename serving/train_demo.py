@@ -167,9 +167,9 @@ def shuffle_breast_labels(split: Split, seed: int, sides: np.ndarray, balanced: 
     """The control's labels: the breast labels permuted among breasts; both views keep one label.
 
     A plain permutation is independent of the truth only in expectation: in one draw the breasts
-    labelled cancer hold a few more or fewer of some lesion type than the others do, and a network
-    that finds those lesions easily turns that small chance association into a clear test signal,
-    above or below 0.5 depending on the draw. The balanced permutation (the default) removes it:
+    labelled cancer can hold a few more or fewer of some lesion type than the normal breasts do
+    (label_association measures it: -0.03 in the seed-7 draw), a signal a network that finds those
+    lesions easily can pick up. The balanced permutation (the default) removes it:
     the breasts are ordered by stratum (training or validation side, true lesion type, vendor
     profile) and at random within one, and every 1/p-th is labelled cancer from a random start,
     so every stratum gets the overall share p labelled cancer to within one breast.
