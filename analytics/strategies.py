@@ -135,8 +135,6 @@ def check_thresholds(data: metrics.ScreeningData, thresholds) -> None:
         thresholds.check_matches(r["model_name"], r["model_version"], r["preprocessing_version"])
 
 
-
-
 COLUMNS = (("recall_rate", "recall", "pct"), ("cancer_detection_rate_per_1000", "CDR/1000", "rate"),
            ("ppv_recall", "PPV", "pct"), ("sensitivity", "sensitivity", "pct"),
            ("specificity", "specificity", "pct"), ("reads_per_1000", "reads/1000", "rate"),

@@ -219,6 +219,10 @@ def expand_inputs(patterns: list[str]) -> dict[str, int]:
     return dict(sorted(sizes.items()))
 
 
+# What a later rejection (DUPLICATE) of a file reports of it.
+_FACTS = ("site", "manufacturer", "manufacturer_model", "laterality", "view")
+
+
 def _header_of(uri: str, size: int, options: ReaderOptions, pseudonymizer: Pseudonymizer) -> ManifestEntry:
     shown = pseudonymizer.path(uri) if options.pseudonymize_paths else uri
     try:
@@ -236,9 +240,6 @@ def _header_of(uri: str, size: int, options: ReaderOptions, pseudonymizer: Pseud
     record = result.record
     facts = {k: getattr(record, k) for k in _FACTS}
     return ManifestEntry(uri, shown, record.exam_id, record.sop_instance_uid, result.rejection, facts=facts)
-
-
-_FACTS = ("site", "manufacturer", "manufacturer_model", "laterality", "view")
 
 
 def header_pass(sizes: dict[str, int], options: ReaderOptions, pseudonymizer: Pseudonymizer, threads: int,

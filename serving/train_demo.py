@@ -163,6 +163,15 @@ def split_exams(split: Split, share: float, seed: int) -> tuple[np.ndarray, np.n
     return ~val, val
 
 
+def first_image_of_breast(split: Split, keep: Optional[np.ndarray] = None) -> dict[str, int]:
+    """Each breast's first image (its index in the split), among the kept images."""
+    first: dict[str, int] = {}
+    for i, b in enumerate(split.breast):
+        if keep is None or keep[i]:
+            first.setdefault(b, i)
+    return first
+
+
 def shuffle_breast_labels(split: Split, seed: int, sides: np.ndarray, balanced: bool = True) -> np.ndarray:
     """The control's labels: the breast labels permuted among breasts; both views keep one label.
 
@@ -174,9 +183,7 @@ def shuffle_breast_labels(split: Split, seed: int, sides: np.ndarray, balanced: 
     profile) and at random within one, and every 1/p-th is labelled cancer from a random start,
     so every stratum gets the overall share p labelled cancer to within one breast.
     """
-    first = {}
-    for i, b in enumerate(split.breast):
-        first.setdefault(b, i)
+    first = first_image_of_breast(split)
     breasts = sorted(first)
     if not balanced:
         label = np.random.default_rng(seed).permutation([split.y[first[b]] for b in breasts])
@@ -200,10 +207,7 @@ def label_association(split: Split, y: np.ndarray, keep: np.ndarray) -> dict:
     For the control this measures how far its labels happen to follow the truth: in a clean control
     every row shows the same share.
     """
-    first = {}
-    for i, b in enumerate(split.breast):
-        if keep[i]:
-            first.setdefault(b, i)
+    first = first_image_of_breast(split, keep)
 
     def shares(group_of) -> dict:
         groups = defaultdict(list)
@@ -317,7 +321,8 @@ def train(split: Split, y: np.ndarray, val: Split, val_y: np.ndarray, args,
                             "val_auc_breast": round(val_auc, 4),
                             "seconds": round(time.time() - self.started)})
             if trace is not None:
-                traced = evaluate(self.model.predict(trace.x, batch_size=64, verbose=0).reshape(-1), trace)
+                traced = evaluate(self.model.predict(trace.x, batch_size=64, verbose=0).reshape(-1), trace,
+                                  intervals=False)
                 history[-1]["traced"] = {"auc_breast": round(traced["auc_breast"], 4), **{
                     f"auc_{lesion}": round(v["auc_breast_vs_all_normals"], 4)
                     for lesion, v in traced["per_lesion_type"].items()}}
@@ -348,10 +353,9 @@ def auc(labels, scores) -> Optional[float]:
 def by_breast(scores: np.ndarray, split: Split, y: Optional[np.ndarray] = None):
     """Breast score = max over the breast's images (the pipeline's default aggregation)."""
     y = split.y if y is None else y
-    score, first = defaultdict(lambda: -1.0), {}
-    for i, (s, b) in enumerate(zip(scores, split.breast)):
+    score, first = defaultdict(lambda: -1.0), first_image_of_breast(split)
+    for s, b in zip(scores, split.breast):
         score[b] = max(score[b], float(s))
-        first.setdefault(b, i)
     breasts = sorted(first)
     return (breasts, np.array([score[b] for b in breasts]), np.array([y[first[b]] for b in breasts]),
             [split.lesion[first[b]] for b in breasts], [split.profile[first[b]] for b in breasts],
@@ -385,9 +389,11 @@ def bootstrap_ci(labels: np.ndarray, scores: np.ndarray, seed: int = 0, rounds: 
     return [round(float(np.percentile(values, 2.5)), 4), round(float(np.percentile(values, 97.5)), 4)]
 
 
-def evaluate(scores: np.ndarray, split: Split) -> dict:
+def evaluate(scores: np.ndarray, split: Split, intervals: bool = True) -> dict:
     """AUC per image and per breast: overall (every cancer), excluding occult cancers, per lesion type
-    (its cancers against every normal breast) and per vendor profile."""
+    (its cancers against every normal breast) and per vendor profile; `intervals`: with bootstrap
+    95% intervals (None without)."""
+    ci = bootstrap_ci if intervals else (lambda labels, scores: None)
     _, b_score, b_label, b_lesion, b_profile, _ = by_breast(scores, split)
     b_lesion = np.array(b_lesion)
     b_profile = np.array(b_profile)
@@ -398,12 +404,12 @@ def evaluate(scores: np.ndarray, split: Split) -> dict:
         "images": len(scores), "breasts": len(b_label), "cancer_breasts": int(b_label.sum()),
         "occult_cancer_breasts": int((~visible).sum()),
         "auc_image": auc(split.y, scores), "auc_breast": auc(b_label, b_score),
-        "auc_breast_95ci": bootstrap_ci(b_label, b_score),
+        "auc_breast_95ci": ci(b_label, b_score),
         "excluding_occult": {
             "note": "occult cancers carry no visible lesion by design; every normal breast is kept",
             "auc_image": auc(split.y[image_visible], scores[image_visible]),
             "auc_breast": auc(b_label[visible], b_score[visible]),
-            "auc_breast_95ci": bootstrap_ci(b_label[visible], b_score[visible])},
+            "auc_breast_95ci": ci(b_label[visible], b_score[visible])},
         "per_lesion_type": {}, "per_profile": {}}
     for lesion in sorted(set(b_lesion) - {"none"}):
         pick = normal | (b_lesion == lesion)
